@@ -1,0 +1,1 @@
+"""Marshmallow schemas for each contract, one module per document."""

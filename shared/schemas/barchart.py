@@ -1,0 +1,36 @@
+"""Barchart events contract (reference 000): Event in, EventFull out."""
+from marshmallow import Schema, ValidationError, fields, validate
+
+
+class StrictInteger(fields.Integer):
+    """An integer that refuses strings and floats: "123" and 1.5 are not epoch milliseconds."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class EventSchema(Schema):
+    """One Barchart Event. Every field is required; unknown fields are refused."""
+
+    customer = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    product = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    type = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    timestamp = StrictInteger(required=True, validate=validate.Range(min=0))
+    context = fields.List(fields.String(), required=True)
+
+
+event_schema = EventSchema()
+
+
+def validate_events(items) -> list[dict]:
+    """Validate a list of events; raises ValidationError whose keys are the batch indices."""
+    if not isinstance(items, list):
+        raise ValidationError({"body": ["Expected a JSON array of events or {\"events\": [...]}."]})
+    return event_schema.load(items, many=True)
+
+
+def event_full(event: dict, batch: str, sequence: int) -> dict:
+    """EventFull: the Event plus the request's batch id and the event's 0-based index in it."""
+    return {**event, "batch": batch, "sequence": sequence}
