@@ -1,0 +1,1 @@
+"""The control API: accounts, reports, exports, connectors and pipelines."""

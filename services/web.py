@@ -1,0 +1,76 @@
+"""What every Sluice HTTP service has: health, readiness, metrics, OpenAPI, version, JSON errors."""
+import os
+from importlib import metadata
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import multiprocess
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import simple_error
+
+HTTP_REQUESTS = Counter("sluice_http_requests", "HTTP requests answered",
+                        ["service", "endpoint", "status"])
+
+
+def version() -> str:
+    try:
+        return metadata.version("sluice")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def install_common(app: Flask, service: str, readiness_checks: dict, openapi: dict) -> None:
+    """Add /healthz, /readyz, /metrics, /openapi.json, /system/version and JSON error pages.
+
+    readiness_checks maps a dependency name to a callable that raises when it does not answer.
+    """
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        results, ready = {}, True
+        for name, check in readiness_checks.items():
+            try:
+                check()
+                results[name] = "ok"
+            except Exception as exc:  # any failure means "not ready"; say which and why
+                results[name] = f"error: {type(exc).__name__}"
+                ready = False
+        return jsonify(status="ok" if ready else "unavailable", checks=results), 200 if ready else 503
+
+    @app.get("/metrics")
+    def metrics():
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # gunicorn: add up every worker's samples
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json")
+    def openapi_json():
+        return jsonify(openapi)
+
+    @app.get("/system/version")
+    def system_version():
+        return jsonify(version=version())
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify(simple_error(exc.name.upper().replace(" ", "_"), exc.description)), exc.code
+
+    @app.after_request
+    def count(response):
+        HTTP_REQUESTS.labels(service, _endpoint(), str(response.status_code)).inc()
+        return response
+
+
+def _endpoint() -> str:
+    return request.url_rule.rule if request.url_rule else "unmatched"
+
+
+def openapi_document(title: str, paths: dict) -> dict:
+    return {"openapi": "3.0.3", "info": {"title": title, "version": version()}, "paths": paths}

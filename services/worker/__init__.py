@@ -1,0 +1,1 @@
+"""The worker fleet: drains SQS into Postgres and runs render and pipeline tasks."""
