@@ -1,0 +1,78 @@
+"""Start the real processes (gunicorn, celery) on free ports for end-to-end tests."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from services import devstack
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Service:
+    def __init__(self, name, cmd, env, log_dir, port=None):
+        self.name, self.port = name, port
+        self.log = log_dir / f"{name}.log"
+        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        if port:
+            devstack.wait_until(self._healthy, 60, name, self.proc)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def _healthy(self):
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self):
+        devstack.stop(self.proc, timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def gunicorn(name, module, env, log_dir):
+    port = devstack.free_port()
+    cmd = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
+           f"services.{module}.app:create_app()"]
+    return Service(name, cmd, env, log_dir, port)
+
+
+def celery_worker(env, log_dir, name="worker"):
+    cmd = [str(BIN / "celery"), "-A", "services.worker.main", "worker", "-l", "INFO", "-c", "1",
+           "-n", f"{name}@%h"]
+    return Service(name, cmd, env, log_dir)
+
+
+@pytest.fixture
+def services(stack, names, provisioned, tmp_path):
+    """A factory for real service processes; everything it started is stopped afterwards."""
+    started = []
+    env = stack.env(**{"SLUICE_" + k.upper(): v for k, v in names.items()}, SLUICE_DRAIN_WAIT_SECONDS=1)
+
+    class Factory:
+        environ = env
+
+        def ingest(self, **extra):
+            return self._add(gunicorn("ingest", "ingest", {**env, **extra}, tmp_path))
+
+        def control(self, **extra):
+            return self._add(gunicorn("control", "control", {**env, **extra}, tmp_path))
+
+        def worker(self, name="worker", **extra):
+            return self._add(celery_worker({**env, **extra}, tmp_path, name))
+
+        def _add(self, service):
+            started.append(service)
+            return service
+
+    yield Factory()
+    for service in reversed(started):
+        service.stop()

@@ -1,0 +1,81 @@
+"""POST /events through the real app against real Postgres (keys) and moto server (SQS)."""
+import gzip
+import json
+
+import pytest
+
+from shared import envelope
+from services import aws
+from services.ingest.app import create_app
+from services.settings import CommonSettings, IngestSettings
+
+EVENT = {"customer": "BARCHART", "product": "PORTFOLIO", "type": "LOADED",
+         "timestamp": 1568381886060, "context": ["a", "b"]}
+
+
+@pytest.fixture
+def ingest(stack, names, provisioned):
+    settings = stack.settings(IngestSettings, **names, max_body_bytes=20_000)
+    return create_app(settings).test_client(), settings
+
+
+def queued_envelopes(stack, names):
+    sqs = aws.client(stack.settings(CommonSettings, **names), "sqs")
+    url = aws.queue_url(sqs, names["events_queue"])
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    return [envelope.decode(m["Body"]) for m in got]
+
+
+def test_accepted_events_are_answered_as_eventfull_and_queued(stack, names, ingest, tenant):
+    client, _ = ingest
+    app_id, key = tenant
+    resp = client.post("/events", json={"events": [EVENT, {**EVENT, "type": "OTHER"}]}, auth=(str(app_id), key))
+    assert resp.status_code == 200, resp.json
+    body = resp.json
+    assert [e["sequence"] for e in body] == [0, 1]
+    assert body[0]["batch"] == body[1]["batch"] and body[1]["type"] == "OTHER"
+    assert {k: body[0][k] for k in EVENT} == EVENT
+    [env] = queued_envelopes(stack, names)
+    assert env["app_id"] == app_id and env["batch"] == body[0]["batch"]
+    assert env["events"] == [EVENT, {**EVENT, "type": "OTHER"}]
+
+
+def test_a_bare_array_and_a_gzip_body_are_accepted(ingest, tenant):
+    client, _ = ingest
+    app_id, key = tenant
+    assert client.post("/events", json=[EVENT], auth=(str(app_id), key)).status_code == 200
+    resp = client.post("/events", data=gzip.compress(json.dumps([EVENT]).encode()), auth=(str(app_id), key),
+                       headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert resp.status_code == 200 and resp.json[0]["customer"] == "BARCHART"
+
+
+@pytest.mark.parametrize("auth", [None, ("1", "sk_wrong"), ("999999", None)])
+def test_missing_or_wrong_credentials_get_401_in_barchart_shape(ingest, tenant, auth):
+    client, _ = ingest
+    if auth == ("999999", None):  # a real key, claimed for another app id
+        auth = ("999999", tenant[1])
+    resp = client.post("/events", json=[EVENT], auth=auth)
+    assert resp.status_code == 401
+    assert resp.json[0]["value"]["code"] == "UNAUTHORIZED" and resp.json[0]["children"] == []
+
+
+def test_bad_input_gets_400_naming_index_and_field(ingest, tenant):
+    client, _ = ingest
+    auth = (str(tenant[0]), tenant[1])
+    resp = client.post("/events", json=[EVENT, {**EVENT, "timestamp": "soon"}], auth=auth)
+    assert resp.status_code == 400 and "[1].timestamp" in resp.json[0]["value"]["message"]
+    resp = client.post("/events", data="[{", auth=auth, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.json[0]["value"]["code"] == "MALFORMED_JSON"
+    assert client.post("/events", json={"nope": 1}, auth=auth).status_code == 400
+    assert client.post("/events", json=[], auth=auth).status_code == 400
+
+
+def test_oversized_bodies_get_413_plain_and_gzip(ingest, tenant):
+    client, settings = ingest
+    auth = (str(tenant[0]), tenant[1])
+    big = [EVENT] * 400  # ~40 KB against a 20 KB limit
+    assert client.post("/events", json=big, auth=auth).status_code == 413
+    bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]")  # 50 MB of spaces in ~50 KB
+    resp = client.post("/events", data=bomb, auth=auth,
+                       headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert resp.status_code == 413 and resp.json[0]["value"]["code"] == "PAYLOAD_TOO_LARGE"
