@@ -11,4 +11,4 @@ test: bootstrap
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 bench: bootstrap
-	.venv/bin/python -m bench $(BENCH)
+	.venv/bin/python -m bench $(BENCH) $(ARGS)
