@@ -13,7 +13,8 @@ from services.pg import Database
 from services.settings import WorkerSettings
 from shared.db import upgrade
 
-STATE = Path(".state")
+STATE = Path(os.environ.get("SLUICE_STATE_DIR", ".state"))
+ROOT = Path(__file__).resolve().parents[1]
 DEMO_ORG, DEMO_APP = "demo", "demo-app"
 
 
@@ -80,7 +81,7 @@ def _seed(settings) -> tuple[int, str]:
 
 def _services(env) -> list[tuple[str, list[str]]]:
     venv_bin = Path(sys.executable).parent
-    gunicorn = [str(venv_bin / "gunicorn"), "-c", "deploy/gunicorn.conf.py"]
+    gunicorn = [str(venv_bin / "gunicorn"), "-c", str(ROOT / "deploy/gunicorn.conf.py")]
     celery = [str(venv_bin / "celery"), "-A", "services.worker.main"]
     return [
         ("ingest", [*gunicorn, "-b", f"{env['host']}:{env['ingest_port']}", "services.ingest.app:create_app()"]),
@@ -90,7 +91,14 @@ def _services(env) -> list[tuple[str, list[str]]]:
     ]
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run() -> None:
+    # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     STATE.mkdir(exist_ok=True)
     procs: list[subprocess.Popen] = []
     try:
@@ -123,7 +131,6 @@ Sluice is running (Ctrl-C stops it)
          -d '[{{"customer":"ACME","product":"WEB","type":"LOGIN","timestamp":{int(time.time() * 1000)},"context":[]}}]' \\
          http://{env['host']}:{env['ingest_port']}/events
 """, flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         print("a service exited; stopping the rest", file=sys.stderr)

@@ -68,7 +68,7 @@ def can_connect(url: str) -> bool:
 
 def start_postgres(data_dir: Path, port: int, durable: bool = True) -> tuple[subprocess.Popen, str]:
     """A private Postgres cluster in data_dir on 127.0.0.1:port with a `sluice` database."""
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir).resolve()
     if not (data_dir / "PG_VERSION").exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -85,6 +85,7 @@ def start_postgres(data_dir: Path, port: int, durable: bool = True) -> tuple[sub
                                                *options]),
                             stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "postgres.log", "ab"),
                             start_new_session=True)
+    proc.stop_signal = signal.SIGINT  # "fast" shutdown; SIGTERM would wait for clients to leave
     admin = f"postgresql://sluice@127.0.0.1:{port}/postgres"
     wait_until(lambda: can_connect(admin), 30, "postgres", proc)
     conn = psycopg2.connect(admin)
@@ -117,11 +118,11 @@ def start_moto(port: int, log_path: Path | None = None) -> tuple[subprocess.Pope
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM (SIGINT for Postgres' fast shutdown would do too), then SIGKILL if it lingers."""
+    """The process's stop signal (SIGTERM unless it set another), then SIGKILL if it lingers."""
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, getattr(proc, "stop_signal", signal.SIGTERM))
     except ProcessLookupError:
         return
     try:
