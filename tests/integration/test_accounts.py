@@ -210,3 +210,12 @@ def test_login_answers_503_when_mail_cannot_be_sent_and_keeps_no_session(stack, 
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM login_sessions WHERE user_id = %s", (pat.user_id,))
         assert cur.fetchone()[0] == 0
+
+
+def test_logins_keep_working_while_redis_is_away(stack, outbox, db):  # noqa: F811
+    from services import devstack
+    control = control_app(stack, outbox, redis_url=f"redis://127.0.0.1:{devstack.free_port()}/0")
+    pat = person(db)
+    client = client_for(control)
+    key = log_in(client, outbox, pat.email)  # limits are not counted, and nothing fails
+    assert client.get("/api/1/user", json={"session_key": key}).status_code == 200
