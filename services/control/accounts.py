@@ -14,12 +14,19 @@ bp = Blueprint("accounts", __name__, url_prefix="/api/1")
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_NAME = 200
+MAX_EMAIL = 254  # RFC 5321's limit for a forward path
 MAX_ID = 2**63 - 1  # Postgres bigint: a larger id names nothing, and must not reach the query
 
 OPENAPI_PATHS = {
     "/api/1/login": {"post": {"summary": "Start an email login (Data Cortex)",
                               "responses": {"200": {"description": "result, session_key, manual_code"},
                                             "429": {"description": "Too many logins"}}}},
+    "/api/1/verify/{token}": {"get": {"summary": "The mailed link: a page asking for the manual code",
+                                      "responses": {"200": {"description": "HTML form"}}},
+                              "post": {"summary": "Enter the manual code (form field manual_code)",
+                                       "responses": {"200": {"description": "Signed in"},
+                                                     "400": {"description": "Wrong code"},
+                                                     "410": {"description": "Expired, locked or used"}}}},
     "/api/1/logout": {"post": {"summary": "Disable the session key",
                                "responses": {"200": {"description": "Logged out"}}}},
     "/api/1/user": {"get": {"summary": "The logged-in user and their organizations",
@@ -78,7 +85,7 @@ def _require_app(user_id: int, app_id: int, conn, action: str) -> None:
 def login():
     settings, limiter = _settings(), current_app.config["LIMITER"]
     email = _param("email")
-    if not isinstance(email, str) or not EMAIL.fullmatch(email.strip()):
+    if not isinstance(email, str) or len(email) > MAX_EMAIL or not EMAIL.fullmatch(email.strip()):
         abort(400, description="email: a valid email address is required")
     email = email.strip().lower()
     window = settings.rate_limit_window_seconds
@@ -158,11 +165,9 @@ def verify(token: str):
 
 @bp.post("/logout")
 def logout():
-    key = session_key()
+    _require_user()  # counts wrong keys like every other credential check
     with _db() as conn:
-        done = bool(key) and sessions.logout(conn, key)
-    if not done:
-        abort(403, description="Not logged in.")
+        sessions.logout(conn, session_key())
     response = jsonify(result="logged_out")
     response.delete_cookie(SESSION_COOKIE)
     return response

@@ -219,3 +219,18 @@ def test_logins_keep_working_while_redis_is_away(stack, outbox, db):  # noqa: F8
     client = client_for(control)
     key = log_in(client, outbox, pat.email)  # limits are not counted, and nothing fails
     assert client.get("/api/1/user", json={"session_key": key}).status_code == 200
+
+
+def test_a_session_key_stops_working_when_the_session_expires(stack, outbox, db):  # noqa: F811
+    client = client_for(control_app(stack, outbox, session_max_age_seconds=0))
+    pat = person(db)
+    key = log_in(client, outbox, pat.email)
+    assert client.get("/api/1/user", json={"session_key": key}).status_code == 403
+
+
+def test_a_login_form_body_works_too_and_overlong_emails_are_refused(control, outbox, db):  # noqa: F811
+    pat = person(db)
+    client = client_for(control)
+    assert client.post("/api/1/login", data={"email": pat.email}).status_code == 200
+    assert "/verify/" in outbox.mail_to(pat.email)
+    assert client.post("/api/1/login", data={"email": "a" * 250 + "@example.com"}).status_code == 400
