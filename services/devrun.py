@@ -16,6 +16,7 @@ from shared.db import upgrade
 STATE = Path(os.environ.get("SLUICE_STATE_DIR", ".state"))
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_ORG, DEMO_APP = "demo", "demo-app"
+DEMO_USER = "demo@example.com"  # issue 6: log in as this user; the mail lands in .state/outbox/
 
 
 def _postgres(procs) -> str:
@@ -65,6 +66,19 @@ def _moto(procs) -> str | None:
     return url
 
 
+def _mail_sink(sinks) -> dict:
+    """Unless SLUICE_SMTP_HOST names a real server, a local sink keeps login mail as files."""
+    if os.environ.get("SLUICE_SMTP_HOST"):
+        return {}
+    from services import mailsink
+    port = int(os.environ.get("SLUICE_MAIL_SINK_PORT", "1025"))
+    if devstack.port_open(port):
+        port = devstack.free_port()
+    sink = mailsink.start(STATE / "outbox", port, announce=lambda line: print(line, flush=True))
+    sinks.append(sink)
+    return {"SLUICE_SMTP_HOST": "127.0.0.1", "SLUICE_SMTP_PORT": str(port)}
+
+
 def _seed(settings) -> tuple[int, str]:
     """The demo org and app, and a fresh key for it (keys are stored hashed, so never re-shown)."""
     db = Database(settings.database_url, maxconn=1)
@@ -75,6 +89,7 @@ def _seed(settings) -> tuple[int, str]:
             row = cur.fetchone()
         app_id = row[0] if row else tenancy.create_app(conn, org_id, DEMO_APP)
         _, key = tenancy.create_key(conn, app_id)
+        tenancy.create_user(conn, org_id, DEMO_USER)  # issue 6
     db.close()
     return app_id, key
 
@@ -101,11 +116,13 @@ def run() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     STATE.mkdir(exist_ok=True)
     procs: list[subprocess.Popen] = []
+    sinks = []  # issue 6: the SMTP sink runs in this process, in a thread
     try:
         resolved = {"SLUICE_DATABASE_URL": _postgres(procs), "SLUICE_REDIS_URL": _redis(procs)}
         endpoint = _moto(procs)
         if endpoint:
             resolved["SLUICE_AWS_ENDPOINT_URL"] = endpoint
+        resolved.update(_mail_sink(sinks))  # issue 6
         os.environ.update(resolved)
         # Recorded so that `sluice ...` in this checkout reaches the same stack with no flags.
         (STATE / "run.env").write_text("".join(f"{k}={v}\n" for k, v in resolved.items()))
@@ -127,6 +144,9 @@ Sluice is running (Ctrl-C stops it)
   control API  http://{env['host']}:{env['control_port']}
   demo app id  {app_id}
   demo API key {key}
+  demo user    {DEMO_USER}   (login mail is kept in {STATE / 'outbox'}; its link is printed here)
+  log in:  curl -d '{{"email":"{DEMO_USER}"}}' -H 'Content-Type: application/json' \\
+         http://{env['host']}:{env['control_port']}/api/1/login
   try: curl -u {app_id}:{key} -H 'Content-Type: application/json' \\
          -d '[{{"customer":"ACME","product":"WEB","type":"LOGIN","timestamp":{int(time.time() * 1000)},"context":[]}}]' \\
          http://{env['host']}:{env['ingest_port']}/events
@@ -139,3 +159,5 @@ Sluice is running (Ctrl-C stops it)
     finally:
         for proc in reversed(procs):
             devstack.stop(proc)
+        for sink in sinks:
+            sink.stop()

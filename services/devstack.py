@@ -68,7 +68,7 @@ def can_connect(url: str) -> bool:
 
 def start_postgres(data_dir: Path, port: int, durable: bool = True) -> tuple[subprocess.Popen, str]:
     """A private Postgres cluster in data_dir on 127.0.0.1:port with a `sluice` database."""
-    data_dir = Path(data_dir).resolve()
+    data_dir = Path(data_dir).resolve()  # postgres runs in data_dir: a relative socket dir would miss
     if not (data_dir / "PG_VERSION").exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:

@@ -80,6 +80,27 @@ class IngestSettings(CommonSettings):
 class ControlSettings(CommonSettings):
     redis_url: str = env("SLUICE_REDIS_URL", doc="Redis URL: Celery broker")
     link_expiry_seconds: int = env("SLUICE_LINK_EXPIRY_SECONDS", 900, "presigned link lifetime")
+    # issue 6: accounts
+    smtp_host: str = env("SLUICE_SMTP_HOST", "127.0.0.1", "SMTP server for login mail")
+    smtp_port: int = env("SLUICE_SMTP_PORT", 25)
+    smtp_starttls: bool = env("SLUICE_SMTP_STARTTLS", False, "upgrade the SMTP connection with STARTTLS")
+    smtp_user: str | None = env("SLUICE_SMTP_USER", None, "SMTP login, when the server wants one")
+    smtp_password: str | None = env("SLUICE_SMTP_PASSWORD", None)
+    mail_from: str = env("SLUICE_MAIL_FROM", "sluice@localhost", "From: address of login mail")
+    public_url: str | None = env("SLUICE_PUBLIC_URL", None,
+                                 "control API base URL in mailed links; unset: the request's host")
+    login_ttl_seconds: int = env("SLUICE_LOGIN_TTL_SECONDS", 900, "how long a login link and code live")
+    login_max_code_attempts: int = env("SLUICE_LOGIN_MAX_CODE_ATTEMPTS", 5,
+                                       "wrong manual codes that lock a login attempt")
+    session_max_age_seconds: int = env("SLUICE_SESSION_MAX_AGE_SECONDS", 604_800,
+                                       "how long a verified session key works")
+    rate_limit_window_seconds: int = env("SLUICE_RATE_LIMIT_WINDOW_SECONDS", 900,
+                                         "window the rate limits below count in")
+    login_limit_per_email: int = env("SLUICE_LOGIN_LIMIT_PER_EMAIL", 5, "logins per email per window")
+    login_limit_per_address: int = env("SLUICE_LOGIN_LIMIT_PER_ADDRESS", 50,
+                                       "logins per client address per window")
+    auth_failure_limit: int = env("SLUICE_AUTH_FAILURE_LIMIT", 100,
+                                  "wrong keys, session keys and codes per client address per window")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -61,3 +61,66 @@ def app_for_key(conn, key: str) -> int | None:
                     (hash_key(key),))
         row = cur.fetchone()
         return row[0] if row else None
+
+
+def user_by_email(conn, email: str) -> int | None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT id FROM users WHERE email = %s", (email.strip().lower(),))
+        row = cur.fetchone()
+        return row[0] if row else None
+
+
+def user_profile(conn, user_id: int) -> dict | None:
+    """The user with the organizations they belong to, as Data Cortex's GET /user shows it."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, email, display_name FROM users WHERE id = %s", (user_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        cur.execute("""SELECT o.id, o.name FROM orgs o JOIN org_members m ON m.org_id = o.id
+                       WHERE m.user_id = %s ORDER BY o.id""", (user_id,))
+        orgs = [{"org_id": org_id, "name": name} for org_id, name in cur.fetchall()]
+    return {"user_id": row[0], "email": row[1], "display_name": row[2], "org_list": orgs}
+
+
+def is_member(conn, user_id: int, org_id: int) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM org_members WHERE user_id = %s AND org_id = %s", (user_id, org_id))
+        return cur.fetchone() is not None
+
+
+def user_may_manage_app(conn, user_id: int, app_id: int) -> bool:
+    """True when the app exists and belongs to one of the user's organizations."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT 1 FROM apps a JOIN org_members m ON m.org_id = a.org_id
+                       WHERE a.id = %s AND m.user_id = %s""", (app_id, user_id))
+        return cur.fetchone() is not None
+
+
+def list_apps(conn, org_id: int) -> list[dict]:
+    """The org's apps with their live keys (id and prefix only: secrets are never kept)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT a.id, a.name, k.id, k.prefix, k.created_at
+                       FROM apps a LEFT JOIN api_keys k ON k.app_id = a.id AND k.revoked_at IS NULL
+                       WHERE a.org_id = %s ORDER BY a.id, k.id""", (org_id,))
+        apps: dict[int, dict] = {}
+        for app_id, name, key_id, prefix, created_at in cur.fetchall():
+            app = apps.setdefault(app_id, {"app_id": app_id, "name": name, "keys": []})
+            if key_id is not None:
+                app["keys"].append({"key_id": key_id, "prefix": prefix, "created_at": created_at})
+    return list(apps.values())
+
+
+def revoke_key(conn, app_id: int, key_id: int) -> bool:
+    """Revoke one live key of the app; False when the app has no such live key."""
+    with conn.cursor() as cur:
+        cur.execute("""UPDATE api_keys SET revoked_at = now()
+                       WHERE id = %s AND app_id = %s AND revoked_at IS NULL""", (key_id, app_id))
+        return cur.rowcount == 1
+
+
+def delete_app(conn, app_id: int) -> bool:
+    """Delete the app; its keys go with it (ON DELETE CASCADE), so ingest refuses them."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM apps WHERE id = %s", (app_id,))
+        return cur.rowcount == 1

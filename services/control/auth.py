@@ -1,7 +1,16 @@
-"""Resolving a control API caller to an app: every wire form maps onto the same API keys."""
+"""Resolving a control API caller to an app or a user: every wire form maps onto the same
+API keys (Mews AccessToken, HTTP Basic) and logged-in users (Data Cortex session key).
+
+A client that presents too many wrong credentials is answered 429 (services/ratelimit.py) before
+anything more is looked up.
+"""
 from flask import current_app, request
 
+from services import ratelimit
+from services.control import sessions
 from services.tenancy import app_for_key
+
+SESSION_COOKIE = "session_key"
 
 
 def app_for_token(key: str | None) -> int | None:
@@ -11,8 +20,12 @@ def app_for_token(key: str | None) -> int | None:
     """
     if not key:
         return None
+    ratelimit.refuse_blocked_client()
     with current_app.config["DB"].connection() as conn:
-        return app_for_key(conn, key)
+        app_id = app_for_key(conn, key)
+    if app_id is None:
+        ratelimit.record_auth_failure()
+    return app_id
 
 
 def basic_app() -> int | None:
@@ -22,3 +35,24 @@ def basic_app() -> int | None:
         return None
     app_id = app_for_token(auth.password)
     return app_id if app_id is not None and str(app_id) == auth.username else None
+
+
+def session_key() -> str | None:
+    """The session key of this request: in the body (JSON or form field `session_key`) or a cookie."""
+    body = request.get_json(silent=True) if request.is_json else None
+    if isinstance(body, dict) and isinstance(body.get("session_key"), str):
+        return body["session_key"]
+    return request.form.get("session_key") or request.cookies.get(SESSION_COOKIE) or None
+
+
+def session_user() -> int | None:
+    """The logged-in user (verified, not logged out, not expired) of this request, else None."""
+    key = session_key()
+    if not key:
+        return None
+    ratelimit.refuse_blocked_client()
+    with current_app.config["DB"].connection() as conn:
+        user_id = sessions.session_user(conn, key)
+    if user_id is None:
+        ratelimit.record_auth_failure()
+    return user_id

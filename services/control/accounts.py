@@ -1,0 +1,248 @@
+"""Accounts (Data Cortex /api/1/*): email login, the logged-in user, and the apps and keys of the
+user's organizations. 403 whenever the caller is not logged in or not a member of the org that
+owns the thing, whether or not that thing exists.
+"""
+import re
+
+from flask import Blueprint, abort, current_app, jsonify, render_template_string, request, url_for
+
+from services import mail, ratelimit, tenancy
+from services.control import sessions
+from services.control.auth import SESSION_COOKIE, session_key, session_user
+
+bp = Blueprint("accounts", __name__, url_prefix="/api/1")
+
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_NAME = 200
+MAX_EMAIL = 254  # RFC 5321's limit for a forward path
+MAX_ID = 2**63 - 1  # Postgres bigint: a larger id names nothing, and must not reach the query
+
+OPENAPI_PATHS = {
+    "/api/1/login": {"post": {"summary": "Start an email login (Data Cortex)",
+                              "responses": {"200": {"description": "result, session_key, manual_code"},
+                                            "429": {"description": "Too many logins"}}}},
+    "/api/1/verify/{token}": {"get": {"summary": "The mailed link: a page asking for the manual code",
+                                      "responses": {"200": {"description": "HTML form"}}},
+                              "post": {"summary": "Enter the manual code (form field manual_code)",
+                                       "responses": {"200": {"description": "Signed in"},
+                                                     "400": {"description": "Wrong code"},
+                                                     "410": {"description": "Expired, locked or used"}}}},
+    "/api/1/logout": {"post": {"summary": "Disable the session key",
+                               "responses": {"200": {"description": "Logged out"}}}},
+    "/api/1/user": {"get": {"summary": "The logged-in user and their organizations",
+                            "responses": {"200": {"description": "User"}, "403": {"description": "Not logged in"}}}},
+    "/api/1/app": {"get": {"summary": "List an org's apps, or create one when app_name is given",
+                           "responses": {"200": {"description": "app_list or app_id"}}},
+                   "post": {"summary": "Create an app", "responses": {"200": {"description": "app_id"}}}},
+    "/api/1/app/{app_id}": {"delete": {"summary": "Delete an app and its keys",
+                                       "responses": {"200": {"description": "Deleted"}}}},
+    "/api/1/app/{app_id}/key": {"post": {"summary": "Create an API key (shown once)",
+                                         "responses": {"200": {"description": "key_id, api_key"}}}},
+    "/api/1/app/{app_id}/key/{key_id}": {"delete": {"summary": "Revoke an API key",
+                                                    "responses": {"200": {"description": "Revoked"}}}},
+}
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def _db():
+    return current_app.config["DB"].connection()
+
+
+def _param(name: str):
+    """A parameter from the JSON body, the form body or the query string, in that order."""
+    body = request.get_json(silent=True) if request.is_json else None
+    if isinstance(body, dict) and name in body:
+        return body[name]
+    return request.form.get(name, request.args.get(name))
+
+
+def _id_param(name: str) -> int:
+    """Data Cortex ids are numbers; the document sends them as strings too."""
+    value = _param(name)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        abort(400, description=f"{name}: a numeric id is required")
+    return value
+
+
+def _require_user() -> int:
+    user_id = session_user()
+    if user_id is None:
+        abort(403, description="Not logged in.")
+    return user_id
+
+
+def _require_app(user_id: int, app_id: int, conn, action: str) -> None:
+    if app_id > MAX_ID or not tenancy.user_may_manage_app(conn, user_id, app_id):
+        abort(403, description=f"Not allowed to {action} that application.")
+
+
+@bp.post("/login")
+def login():
+    settings, limiter = _settings(), current_app.config["LIMITER"]
+    email = _param("email")
+    if not isinstance(email, str) or len(email) > MAX_EMAIL or not EMAIL.fullmatch(email.strip()):
+        abort(400, description="email: a valid email address is required")
+    email = email.strip().lower()
+    window = settings.rate_limit_window_seconds
+    limiter.hit("login-address", ratelimit.client_address(), settings.login_limit_per_address, window)
+    limiter.hit("login-email", email, settings.login_limit_per_email, window)
+    try:
+        # The mail goes out inside the transaction: if it cannot, the login is not kept either.
+        with _db() as conn:
+            started = sessions.start_login(conn, email, settings.login_ttl_seconds)
+            mail.send(settings, email, "Your Sluice sign-in", _login_mail(started, settings))
+    except mail.MailError as exc:
+        current_app.logger.error("login mail to %s not sent: %s", email, exc)
+        abort(503, description="The sign-in mail could not be sent; try again later.")
+    response = jsonify(result="new_browser", session_key=started.session_key,
+                       manual_code=started.manual_code)
+    # Strict: no other site can make a browser send it, not even through a link (GET /app creates).
+    response.set_cookie(SESSION_COOKIE, started.session_key, max_age=settings.session_max_age_seconds,
+                        httponly=True, samesite="Strict", secure=request.is_secure)
+    return response
+
+
+def _login_mail(started: sessions.Login, settings) -> str:
+    if started.verify_token is None:
+        # Same mail flow for unknown addresses, so the answer and its timing reveal nothing.
+        return ("Someone asked to sign in to Sluice with this address, but no account uses it.\n"
+                "If it was you, ask your organization's administrator to add you.\n")
+    base = (settings.public_url or request.host_url).rstrip("/")
+    link = base + url_for("accounts.verify", token=started.verify_token)
+    return (f"To finish signing in to Sluice, open this link and type the manual code you were given:\n\n"
+            f"{link}\n\nThe link and the code expire in {settings.login_ttl_seconds // 60} minutes.\n"
+            f"If you did not ask to sign in, ignore this mail: nobody can sign in without the code.\n")
+
+
+VERIFY_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sluice sign-in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 32em; margin: 3em auto">
+<h1>Sluice sign-in</h1>
+<p>{{ message }}</p>
+{% if ask %}
+<form method="post">
+  <label>Manual code <input name="manual_code" autocomplete="one-time-code" inputmode="numeric" required autofocus></label>
+  <button type="submit">Verify</button>
+</form>
+{% endif %}
+</body></html>"""
+
+MESSAGES = {
+    sessions.PENDING: (200, "Type the manual code you were shown when you asked to sign in."),
+    sessions.VERIFIED: (200, "You are signed in. You can close this page."),
+    sessions.WRONG_CODE: (400, "That code is not right. Try again."),
+    sessions.LOCKED: (410, "Too many wrong codes: this sign-in is locked. Ask for a new one."),
+    sessions.EXPIRED: (410, "This sign-in link has expired. Ask for a new one."),
+    sessions.USED: (410, "This sign-in link was already used."),
+    sessions.UNKNOWN: (404, "This sign-in link is not valid."),
+}
+
+
+@bp.route("/verify/<token>", methods=["GET", "POST"])
+def verify(token: str):
+    settings = _settings()
+    ratelimit.refuse_blocked_client()
+    with _db() as conn:
+        if request.method == "GET":
+            state = sessions.login_state(conn, token, settings.login_max_code_attempts)
+        else:
+            state = sessions.verify(conn, token, request.form.get("manual_code", ""),
+                                    settings.login_max_code_attempts, settings.session_max_age_seconds)
+    if state in (sessions.WRONG_CODE, sessions.LOCKED, sessions.UNKNOWN):
+        ratelimit.record_auth_failure()
+    status, message = MESSAGES[state]
+    page = render_template_string(VERIFY_PAGE, message=message,
+                                  ask=state in (sessions.PENDING, sessions.WRONG_CODE))
+    # The page holds a one-time link: keep it out of caches and other sites' Referer headers.
+    return page, status, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+@bp.post("/logout")
+def logout():
+    _require_user()  # counts wrong keys like every other credential check
+    with _db() as conn:
+        sessions.logout(conn, session_key())
+    response = jsonify(result="logged_out")
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@bp.get("/user")
+def user():
+    user_id = _require_user()
+    with _db() as conn:
+        profile = tenancy.user_profile(conn, user_id)
+    return jsonify(profile)
+
+
+@bp.get("/app")
+def apps():
+    """List the org's apps; with app_name, create one (the document's GET form)."""
+    user_id = _require_user()
+    org_id = _id_param("org_id")
+    if _param("app_name") is not None:
+        return _create_app(user_id, org_id)
+    with _db() as conn:
+        if not tenancy.is_member(conn, user_id, org_id):
+            abort(403, description="Not allowed to list that organization's applications.")
+        found = tenancy.list_apps(conn, org_id)
+    return jsonify(app_list=[_app_json(app) for app in found])
+
+
+@bp.post("/app")
+def create_app():
+    return _create_app(_require_user(), _id_param("org_id"))
+
+
+def _create_app(user_id: int, org_id: int):
+    name = _param("app_name")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        abort(400, description=f"app_name: a name of 1 to {MAX_NAME} characters is required")
+    with _db() as conn:
+        if not tenancy.is_member(conn, user_id, org_id):
+            abort(403, description="Not allowed to add an application to that organization.")
+        app_id = tenancy.create_app(conn, org_id, name.strip())
+    return jsonify(app_id=app_id)
+
+
+def _app_json(app: dict) -> dict:
+    # The document's api_key_list is a list of strings; we never hold the secrets, so each is the
+    # key's prefix. api_keys adds the ids that revoking needs.
+    return {"app_id": app["app_id"], "name": app["name"],
+            "api_key_list": [key["prefix"] + "..." for key in app["keys"]],
+            "api_keys": [{"key_id": key["key_id"], "prefix": key["prefix"],
+                          "created_at": key["created_at"].isoformat()} for key in app["keys"]]}
+
+
+@bp.delete("/app/<int:app_id>")
+def delete_app(app_id: int):
+    user_id = _require_user()
+    with _db() as conn:
+        _require_app(user_id, app_id, conn, "delete")
+        tenancy.delete_app(conn, app_id)
+    return jsonify(result="deleted", app_id=app_id)
+
+
+@bp.post("/app/<int:app_id>/key")
+def create_key(app_id: int):
+    user_id = _require_user()
+    with _db() as conn:
+        _require_app(user_id, app_id, conn, "add a key to")
+        key_id, key = tenancy.create_key(conn, app_id)
+    return jsonify(app_id=app_id, key_id=key_id, api_key=key, prefix=key[:10])
+
+
+@bp.delete("/app/<int:app_id>/key/<int:key_id>")
+def revoke_key(app_id: int, key_id: int):
+    user_id = _require_user()
+    with _db() as conn:
+        _require_app(user_id, app_id, conn, "revoke a key of")
+        if key_id > MAX_ID or not tenancy.revoke_key(conn, app_id, key_id):
+            abort(404, description="That application has no such live key.")
+    return jsonify(result="revoked", app_id=app_id, key_id=key_id)

@@ -1,0 +1,146 @@
+"""No credential of app A reaches anything of app B, on every endpoint; dead credentials are refused.
+
+Two tenants, A and B, each an org with a logged-in user, an app and a key. Every row of CASES is
+one request made with one of A's credentials against one of B's things; after it, B must be
+untouched. Endpoints added later append their rows here (expected status per their document:
+Data Cortex answers 403, the others 404 or 401).
+"""
+from dataclasses import dataclass
+
+import pytest
+
+from services.control import auth, sessions
+from services.ingest.app import create_app as create_ingest
+from services.settings import IngestSettings
+from services import tenancy
+from tests.integration.accounts_helpers import Person, client_for, control_app, outbox, person  # noqa: F401
+
+ELSEWHERE = {"REMOTE_ADDR": "10.200.0.1"}  # wrong keys here do not count against 127.0.0.1's limit
+EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000123, "context": []}
+
+
+@dataclass
+class Tenant:
+    who: Person
+    session_key: str
+
+
+def logged_in(db, pat: Person) -> str:
+    """A verified session for `pat`, made through the login functions (the mail is tested elsewhere)."""
+    with db.connection() as conn:
+        login = sessions.start_login(conn, pat.email, 900)
+        assert sessions.verify(conn, login.verify_token, login.manual_code, 5, 3600) == sessions.VERIFIED
+    return login.session_key
+
+
+# (what is tried, service, method, path, credential, body, allowed answers)
+# Paths and bodies name B's things as {B.app_id}, {B.org_id}, {B.key_id} and A's as {A.…}.
+# Credentials: "A.session" (A's session key in the body), "A.key-as-B" (HTTP Basic with B's app id
+# and A's key), "A.key-as-session" (A's API key where a session key goes).
+CASES = [
+    ("post events to B's app with A's key", "ingest", "post", "/events", "A.key-as-B", [EVENT], {401}),
+    ("list B's apps", "control", "get", "/api/1/app?org_id={B.org_id}", "A.session", {}, {403}),
+    ("create an app in B's org (GET form)", "control", "get",
+     "/api/1/app?org_id={B.org_id}&app_name=intruder", "A.session", {}, {403}),
+    ("create an app in B's org", "control", "post", "/api/1/app", "A.session",
+     {"org_id": "{B.org_id}", "app_name": "intruder"}, {403}),
+    ("delete B's app", "control", "delete", "/api/1/app/{B.app_id}", "A.session", {}, {403}),
+    ("add a key to B's app", "control", "post", "/api/1/app/{B.app_id}/key", "A.session", {}, {403}),
+    ("revoke B's key", "control", "delete", "/api/1/app/{B.app_id}/key/{B.key_id}", "A.session", {}, {403}),
+    ("revoke B's key through A's app", "control", "delete", "/api/1/app/{A.app_id}/key/{B.key_id}",
+     "A.session", {}, {403, 404}),
+    ("read the user with A's API key as a session", "control", "get", "/api/1/user",
+     "A.key-as-session", {}, {403}),
+    ("list B's apps with A's API key as a session", "control", "get", "/api/1/app?org_id={B.org_id}",
+     "A.key-as-session", {}, {403}),
+]
+
+
+@pytest.fixture
+def world(stack, names, provisioned, outbox, db):  # noqa: F811
+    a, b = person(db), person(db)
+    ingest = create_ingest(stack.settings(IngestSettings, **names, key_cache_seconds=0)).test_client()
+    control = client_for(control_app(stack, outbox))
+    return {"A": Tenant(a, logged_in(db, a)), "B": Tenant(b, logged_in(db, b)),
+            "ingest": ingest, "control": control}
+
+
+def _fill(value, world):
+    if isinstance(value, str):
+        return value.format(A=world["A"].who, B=world["B"].who)
+    if isinstance(value, dict):
+        return {k: _fill(v, world) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, world) for v in value]
+    return value
+
+
+def _request(world, service, method, path, credential, body):
+    a, b = world["A"], world["B"]
+    kwargs = {"json": _fill(body, world)}
+    if credential == "A.session":
+        kwargs["json"] = {**kwargs["json"], "session_key": a.session_key}
+    elif credential == "A.key-as-session":
+        kwargs["json"] = {**kwargs["json"], "session_key": a.who.api_key}
+    elif credential == "A.key-as-B":
+        kwargs["auth"] = (str(b.who.app_id), a.who.api_key)
+    return getattr(world[service], method)(_fill(path, world), **kwargs)
+
+
+def assert_b_untouched(world, db):
+    b = world["B"]
+    with db.connection() as conn:
+        apps = tenancy.list_apps(conn, b.who.org_id)
+        assert [(app["app_id"], [k["key_id"] for k in app["keys"]]) for app in apps] == \
+            [(b.who.app_id, [b.who.key_id])]
+        assert tenancy.app_for_key(conn, b.who.api_key) == b.who.app_id
+
+
+@pytest.mark.parametrize("what, service, method, path, credential, body, allowed", CASES,
+                         ids=[case[0] for case in CASES])
+def test_a_credential_of_app_a_cannot_touch_app_b(world, db, what, service, method, path, credential,
+                                                  body, allowed):
+    resp = _request(world, service, method, path, credential, body)
+    assert resp.status_code in allowed, (what, resp.status_code, resp.get_data(as_text=True))
+    assert str(world["B"].who.app_id) not in resp.get_data(as_text=True) or service == "ingest"
+    assert_b_untouched(world, db)
+    # B's own credentials still work where A's were refused.
+    auth = (str(world["B"].who.app_id), world["B"].who.api_key)
+    assert world["ingest"].post("/events", json=[EVENT], auth=auth).status_code == 200
+
+
+def test_each_user_sees_only_their_own_orgs_and_apps(world):
+    a, b = world["A"], world["B"]
+    user = world["control"].get("/api/1/user", json={"session_key": a.session_key}).json
+    assert [org["org_id"] for org in user["org_list"]] == [a.who.org_id]
+    apps = world["control"].get(f"/api/1/app?org_id={a.who.org_id}", json={"session_key": a.session_key}).json
+    assert [app["app_id"] for app in apps["app_list"]] == [a.who.app_id]
+    assert b.who.api_key[:10] not in str(apps)
+
+
+def test_revoked_keys_and_deleted_apps_are_refused_everywhere(world, db):
+    a = world["A"].who
+    control = world["control"].application
+    with db.connection() as conn:
+        _, second = tenancy.create_key(conn, a.app_id)
+        assert tenancy.revoke_key(conn, a.app_id, a.key_id)
+    for key, works in ((a.api_key, False), (second, True)):
+        expected = 200 if works else 401
+        assert world["ingest"].post("/events", json=[EVENT], auth=(str(a.app_id), key)).status_code == expected
+        with control.test_request_context(headers={"Authorization": _basic(a.app_id, key)}, environ_base=ELSEWHERE):
+            assert auth.basic_app() == (a.app_id if works else None)
+            assert auth.app_for_token(key) == (a.app_id if works else None)
+
+    with db.connection() as conn:
+        assert tenancy.delete_app(conn, a.app_id)
+    assert world["ingest"].post("/events", json=[EVENT], auth=(str(a.app_id), second)).status_code == 401
+    with control.test_request_context(headers={"Authorization": _basic(a.app_id, second)},
+                                      environ_base=ELSEWHERE):
+        assert auth.basic_app() is None and auth.app_for_token(second) is None
+    listed = world["control"].get(f"/api/1/app?org_id={a.org_id}", json={"session_key": world["A"].session_key})
+    assert listed.json["app_list"] == []
+
+
+def _basic(user, password) -> str:
+    import base64
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
