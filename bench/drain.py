@@ -152,7 +152,7 @@ def drain(settings, app_id: int, expected: int, processes: int) -> float:
     t0 = time.perf_counter()
     gate.set()
     while _count(settings.database_url, app_id) - start_count < expected:
-        time.sleep(0.01)
+        time.sleep(0.02)
     elapsed = time.perf_counter() - t0
     stop.set()
     for p in procs:
@@ -167,7 +167,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--events-per-message", type=int, default=100)
     parser.add_argument("--threads", type=int, default=WorkerSettings.variables()["SLUICE_DRAIN_THREADS"],
                         help="drain threads per worker process (and floor concurrency)")
-    parser.add_argument("--repeat", type=int, default=2, help="best of this many runs per line")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per line")
     args = parser.parse_args(argv)
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
@@ -184,40 +184,43 @@ def main(argv: list[str]) -> int:
                                   drain_threads=args.threads, drain_wait_seconds=1, worker_metrics_port=0)
         url = aws.provision(settings, visibility_timeout=60)["queue_url"]
         sqs = aws.client(settings, "sqs")
-        with psycopg2.connect(database_url) as conn:
-            app_id = tenancy.create_app(conn, tenancy.create_org(conn, "bench"), "bench")
-
         per, total_events = args.events_per_message, args.messages * args.events_per_message
 
         def fresh():
-            return _bodies(app_id, args.messages, per, int(time.time() * 1000))
-
-        def best(measure) -> float:
-            return total_events / min(measure() for _ in range(args.repeat))
+            """A new app (so counting its rows stays cheap) and its preload, with new batch ids."""
+            with psycopg2.connect(database_url) as conn:
+                app_id = tenancy.create_app(conn, tenancy.create_org(conn, f"bench-{uuid.uuid4().hex[:8]}"), "bench")
+            return app_id, _bodies(app_id, args.messages, per, int(time.time() * 1000))
 
         def copy_run():
-            return floor_copy(database_url, app_id, fresh(), per, args.threads)
+            app_id, bodies = fresh()
+            return floor_copy(database_url, app_id, bodies, per, args.threads)
 
         def sqs_run():
-            _preload(sqs, url, fresh())
+            _preload(sqs, url, fresh()[1])
             return floor_sqs(settings, url, args.messages, args.threads)
 
         def drain_run(n):
             def run():
-                _preload(sqs, url, fresh())
+                app_id, bodies = fresh()
+                _preload(sqs, url, bodies)
                 return drain(settings, app_id, total_events, n)
             return run
 
         print(f"drain benchmark: {args.messages} messages x {per} events = {total_events} events per run, "
-              f"best of {args.repeat}; {args.threads} threads per worker process", flush=True)
-        rates = {"raw COPY": best(copy_run), "raw boto3 receive+delete": best(sqs_run)}
-        floor = min(rates.values())
+              f"best of {args.repeat} (runs interleaved); {args.threads} threads per worker process", flush=True)
+        runs = {"floor  raw COPY": copy_run, "floor  raw boto3 receive+delete": sqs_run,
+                "drain  1 worker process": drain_run(1), "drain  2 worker processes": drain_run(2)}
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits all alike
+            for name, run in runs.items():
+                seconds[name].append(run())
+        rates = {name: total_events / min(times) for name, times in seconds.items()}
+        floor = min(rates["floor  raw COPY"], rates["floor  raw boto3 receive+delete"])
         for name, rate in rates.items():
-            print(f"  floor  {name:<28} {rate:>9.0f} events/s  ({args.threads} streams)", flush=True)
-        for n in (1, 2):
-            rate = best(drain_run(n))
-            print(f"  drain  {n} worker process{'es' if n > 1 else '  '} x {args.threads} threads  "
-                  f"{rate:>9.0f} events/s  = {rate / floor:.2f} x the slower floor", flush=True)
+            streams = f"{args.threads} streams" if name.startswith("floor") else f"x {args.threads} threads"
+            ratio = f"= {rate / floor:.2f} x the slower floor" if name.startswith("drain") else ""
+            print(f"  {name:<34} {streams:<11} {rate:>9.0f} events/s  {ratio}", flush=True)
         return 0
     finally:
         for proc in reversed(procs):

@@ -6,6 +6,7 @@ after it commits. A message that cannot be stored is left alone, so SQS redelive
 the redrive policy's receive count, parks it in the dead-letter queue.
 """
 import logging
+import queue
 import threading
 
 import psycopg2
@@ -33,9 +34,19 @@ class Drainer:
         self.queue_url = aws.queue_url(self.sqs, settings.events_queue)
         self.visibility_timeout = int(self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"])
+        self._delete_behind: DeleteBehind | None = None
 
     def run(self, stop: threading.Event) -> None:
-        """Drain until `stop` is set; back off (up to 30 s) while Postgres or SQS are away."""
+        """Drain until `stop` is set; back off (up to 30 s) while Postgres or SQS are away.
+
+        Deletes run behind, in a second thread, while this one receives and stores the next
+        batch: a delete is a whole SQS round trip that need not hold up the next commit.
+        """
+        with DeleteBehind(self._delete) as self._delete_behind:
+            self._run(stop)
+        self._delete_behind = None
+
+    def _run(self, stop: threading.Event) -> None:
         delay = 0.0
         while not stop.is_set():
             try:
@@ -74,7 +85,8 @@ class Drainer:
             return 0
         with Heartbeat(self.sqs, self.queue_url, [m for m, _ in decoded], self.visibility_timeout):
             stored = self._store_all(decoded)
-            self._delete(stored)
+        if stored:
+            (self._delete_behind.submit if self._delete_behind else self._delete)(stored)
         return len(stored)
 
     def _store_all(self, decoded) -> list[dict]:
@@ -96,8 +108,6 @@ class Drainer:
         return stored
 
     def _delete(self, messages) -> None:
-        if not messages:
-            return
         answer = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
         # A failed delete means a redelivery, which storing absorbs; count it and move on.
@@ -105,6 +115,41 @@ class Drainer:
             FAILED_MESSAGES.labels("delete").inc()
             log.warning("delete failed, message will be redelivered: %s", failed)
         STORED_MESSAGES.inc(len(answer.get("Successful", [])))
+
+
+class DeleteBehind:
+    """Deletes committed batches in a thread of its own, at most one batch behind.
+
+    The one-slot queue makes the drain wait when SQS deletes fall behind, so committed but
+    undeleted messages stay few. Leaving the block deletes what is pending: a clean stop leaves
+    no stored message to come back.
+    """
+
+    def __init__(self, delete):
+        self._delete = delete
+        self._pending: queue.Queue = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._loop, name=f"{threading.current_thread().name}-delete",
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._pending.put(None)
+        self._thread.join()
+
+    def submit(self, messages: list[dict]) -> None:
+        self._pending.put(messages)
+
+    def _loop(self) -> None:
+        while (messages := self._pending.get()) is not None:
+            try:
+                self._delete(messages)
+            except Exception as exc:  # this thread must outlive any error, or the drain would block
+                # Stored already: they come back after the visibility timeout and store as nothing new.
+                FAILED_MESSAGES.labels("delete").inc(len(messages))
+                log.warning("delete failed, %d stored messages will be redelivered: %s", len(messages), exc)
 
 
 class Heartbeat:
