@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import psycopg2
+from botocore.exceptions import BotoCoreError, ClientError
 
 from services import tenancy
 from services.settings import CommonSettings, SettingsError
@@ -168,6 +169,9 @@ def main(argv=None) -> int:
         return 2
     except psycopg2.Error as exc:
         print(f"sluice: database error: {exc}".strip(), file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:  # e.g. the queues were never provisioned
+        print(f"sluice: AWS error: {exc}", file=sys.stderr)
         return 1
     return 0
 

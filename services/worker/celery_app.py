@@ -14,6 +14,9 @@ TASK_MODULES: list[str] = []
 class DrainStep(bootsteps.StartStopStep):
     """Runs the drain threads inside `celery worker`, the one process operators scale."""
 
+    # Fork the task pool's children before the drain threads exist, not while they hold locks.
+    requires = ("celery.worker.components:Pool",)
+
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
         self.stop_event = threading.Event()

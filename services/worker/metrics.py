@@ -64,11 +64,19 @@ class QueueDepthCollector:
             self._urls[name] = aws.queue_url(self._sqs, name)
         return self._urls[name]
 
+    def describe(self):
+        # Registering must not call SQS (the registry would otherwise collect once to learn names).
+        return [self._family()]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("sluice_queue_messages", "messages in an SQS queue (approximate)",
+                                 labels=["queue", "state"])
+
     def collect(self):
         if self._sqs is None:
             self._sqs = aws.client(self._settings, "sqs")
-        family = GaugeMetricFamily("sluice_queue_messages", "messages in an SQS queue (approximate)",
-                                   labels=["queue", "state"])
+        family = self._family()
         try:
             for role, name in (("events", self._settings.events_queue), ("dlq", self._settings.events_dlq)):
                 attrs = self._sqs.get_queue_attributes(

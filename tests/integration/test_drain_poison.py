@@ -81,3 +81,11 @@ def test_replay_moves_parked_messages_back_and_the_drain_stores_them(stack, tena
     wait_for(lambda: drainer.drain_once(wait_seconds=1) == 0 and count_events(stack, app_id) == 5, 30,
              "replayed events stored")
     assert sluice("dlq", "list")["messages"] == []
+
+
+def test_dlq_commands_say_what_is_wrong_when_the_queues_do_not_exist(stack, monkeypatch, capsys):
+    monkeypatch.setenv("SLUICE_DATABASE_URL", stack.database_url)
+    monkeypatch.setenv("SLUICE_AWS_ENDPOINT_URL", stack.aws_endpoint_url)
+    monkeypatch.setenv("SLUICE_EVENTS_DLQ", "never-provisioned")
+    assert cli.main(["dlq", "list"]) == 1
+    assert "AWS error" in capsys.readouterr().err
