@@ -22,7 +22,8 @@ log = logging.getLogger("sluice.drain")
 
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, BotoCoreError, ClientError)
 # What the database or our own code says about one message's content: retrying will not help.
-REJECTED = (psycopg2.DataError, psycopg2.IntegrityError, UnknownKind, KeyError, TypeError)
+REJECTED = (psycopg2.DataError, psycopg2.IntegrityError, UnknownKind, KeyError, TypeError, ValueError,
+            AttributeError)
 MAX_BACKOFF_SECONDS = 30.0
 
 
