@@ -80,10 +80,6 @@ class IngestSettings(CommonSettings):
 class ControlSettings(CommonSettings):
     redis_url: str = env("SLUICE_REDIS_URL", doc="Redis URL: Celery broker")
     link_expiry_seconds: int = env("SLUICE_LINK_EXPIRY_SECONDS", 900, "presigned link lifetime")
-    # issue 4: drain
-    worker_metrics_port: int = env("SLUICE_WORKER_METRICS_PORT", 9540,
-                                   "Prometheus /metrics of a worker's main process; 0 turns it off")
-    worker_metrics_host: str = env("SLUICE_WORKER_METRICS_HOST", "0.0.0.0", "address it listens on")
 
 
 @dataclass(frozen=True, kw_only=True)
