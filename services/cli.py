@@ -117,7 +117,8 @@ def cmd_dlq_replay(args):
     sqs, dlq_url, queue_url = _queues()
     result = dlq.replay(sqs, dlq_url, queue_url, ids=set(args.id) if args.id else None, limit=args.limit)
     emit(args, result, f"moved {len(result['replayed'])} messages back to the events queue"
-         + (f" ({result['not_deleted']} also still in the DLQ: harmless duplicates)" if result["not_deleted"] else ""))
+         + (f" ({result['not_deleted']} also still in the DLQ: harmless duplicates)" if result["not_deleted"] else "")
+         + (f"\nnot in the DLQ: {' '.join(result['not_found'])}" if result["not_found"] else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:

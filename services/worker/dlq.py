@@ -88,4 +88,6 @@ def replay(sqs, dlq_url: str, queue_url: str, ids: set[str] | None = None,
                 break
     finally:
         _give_back(sqs, dlq_url, kept)
-    return {"replayed": [m["MessageId"] for m in moved], "not_deleted": not_deleted}
+    replayed = [m["MessageId"] for m in moved]
+    return {"replayed": replayed, "not_deleted": not_deleted,
+            "not_found": sorted((ids or set()) - set(replayed))}

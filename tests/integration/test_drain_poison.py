@@ -76,7 +76,8 @@ def test_replay_moves_parked_messages_back_and_the_drain_stores_them(stack, tena
          + bodies("barchart", app_id, [BARCHART_EVENT] * 2))
     first = sluice("dlq", "list")["messages"][0]["message_id"]
 
-    assert sluice("dlq", "replay", "--id", first)["replayed"] == [first]
+    assert sluice("dlq", "replay", "--id", first, "--id", "no-such-id") == {
+        "replayed": [first], "not_deleted": 0, "not_found": ["no-such-id"]}
     assert depth(drainer.sqs, dlq_url)[0] == 1
     assert len(sluice("dlq", "replay")["replayed"]) == 1
     assert depth(drainer.sqs, dlq_url)[0] == 0
