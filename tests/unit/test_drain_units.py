@@ -33,3 +33,50 @@ def test_describe_names_the_problem_of_a_parked_message():
     assert "unreadable" in describe({"MessageId": "m2", "Body": "{oops"})["problem"]
     odd = envelope.pack("carrier-pigeon", 7, "b-1", [{}], 0, 262_144)[0]
     assert describe({"MessageId": "m3", "Body": odd})["problem"] == "unknown kind 'carrier-pigeon'"
+
+
+class StubSQS:
+    """The SQS edge: answers a delete with one entry failed, as SQS may inside a 200."""
+
+    def __init__(self):
+        self.deleted = []
+
+    def get_queue_url(self, QueueName):
+        return {"QueueUrl": "q"}
+
+    def get_queue_attributes(self, QueueUrl, AttributeNames):
+        return {"Attributes": {"VisibilityTimeout": "30"}}
+
+    def delete_message_batch(self, QueueUrl, Entries):
+        self.deleted += Entries
+        return {"Successful": [{"Id": e["Id"]} for e in Entries[1:]],
+                "Failed": [{"Id": Entries[0]["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True}]}
+
+
+def test_a_delete_that_fails_inside_a_200_is_counted_not_raised():
+    from prometheus_client import REGISTRY
+
+    from services.worker.drain import Drainer
+
+    def counts():
+        return (REGISTRY.get_sample_value("sluice_drain_messages_failed_total", {"reason": "delete"}) or 0,
+                REGISTRY.get_sample_value("sluice_drain_messages_stored_total") or 0)
+    drainer = Drainer(settings=type("S", (), {"events_queue": "q"})(), db=None, sqs=StubSQS())
+    failed, stored = counts()
+    drainer._delete([{"ReceiptHandle": "a"}, {"ReceiptHandle": "b"}, {"ReceiptHandle": "c"}])
+    assert counts() == (failed + 1, stored + 2)
+
+
+def test_delete_behind_survives_a_failing_delete_and_deletes_what_is_pending_on_exit():
+    from services.worker.drain import DeleteBehind
+    done = []
+
+    def delete(messages):
+        if messages == ["boom"]:
+            raise RuntimeError("SQS fell over")
+        done.append(messages)
+    with DeleteBehind(delete) as behind:
+        behind.submit(["boom"])
+        behind.submit(["a"])
+        behind.submit(["b"])
+    assert done == [["a"], ["b"]]
