@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import psycopg2
+from botocore.exceptions import BotoCoreError, ClientError
 
 from services import tenancy
 from services.settings import CommonSettings, SettingsError
@@ -94,6 +95,32 @@ def cmd_dev_run(args):
     devrun.run()
 
 
+def _queues():
+    from services import aws
+    settings = CommonSettings.from_env()
+    sqs = aws.client(settings, "sqs")
+    return sqs, aws.queue_url(sqs, settings.events_dlq), aws.queue_url(sqs, settings.events_queue)
+
+
+def cmd_dlq_list(args):
+    from services.worker import dlq
+    sqs, dlq_url, _ = _queues()
+    messages = dlq.list_messages(sqs, dlq_url, limit=args.limit)
+    lines = [f"{m['message_id']}  sent {m['sent_at']}  received {m['receive_count']}x  "
+             + (f"app {m['app_id']} {m['kind']} batch {m['batch']} events {m['events']}" if "kind" in m else "")
+             + (f"  problem: {m['problem']}" if "problem" in m else "") for m in messages]
+    emit(args, {"messages": messages}, "\n".join(lines) or "the dead-letter queue is empty")
+
+
+def cmd_dlq_replay(args):
+    from services.worker import dlq
+    sqs, dlq_url, queue_url = _queues()
+    result = dlq.replay(sqs, dlq_url, queue_url, ids=set(args.id) if args.id else None, limit=args.limit)
+    emit(args, result, f"moved {len(result['replayed'])} messages back to the events queue"
+         + (f" ({result['not_deleted']} also still in the DLQ: harmless duplicates)" if result["not_deleted"] else "")
+         + (f"\nnot in the DLQ: {' '.join(result['not_found'])}" if result["not_found"] else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
     groups = parser.add_subparsers(dest="group", required=True)
@@ -120,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     aws_group = groups.add_parser("aws", help="SQS queues and S3 bucket").add_subparsers(dest="cmd", required=True)
     command(aws_group, "provision", cmd_aws_provision, "create the queue, DLQ and bucket")
 
+    dlq_group = groups.add_parser("dlq", help="the events dead-letter queue").add_subparsers(dest="cmd", required=True)
+    command(dlq_group, "list", cmd_dlq_list, "show parked messages (they stay parked)").add_argument(
+        "--limit", type=int, default=100)
+    p = command(dlq_group, "replay", cmd_dlq_replay, "move parked messages back to the events queue")
+    p.add_argument("--id", action="append", help="only this message id (repeatable); default all")
+    p.add_argument("--limit", type=int, default=None, help="move at most this many")
+
     dev = groups.add_parser("dev", help="local development").add_subparsers(dest="cmd", required=True)
     command(dev, "run", cmd_dev_run, "start the whole trio on this machine (make run)")
     return parser
@@ -136,6 +170,9 @@ def main(argv=None) -> int:
         return 2
     except psycopg2.Error as exc:
         print(f"sluice: database error: {exc}".strip(), file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:  # e.g. the queues were never provisioned
+        print(f"sluice: AWS error: {exc}", file=sys.stderr)
         return 1
     return 0
 

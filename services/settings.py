@@ -109,6 +109,10 @@ class WorkerSettings(CommonSettings):
     drain_threads: int = env("SLUICE_DRAIN_THREADS", 2, "SQS drain threads per worker process")
     drain_wait_seconds: int = env("SLUICE_DRAIN_WAIT_SECONDS", 10, "SQS long-poll wait")
     link_expiry_seconds: int = env("SLUICE_LINK_EXPIRY_SECONDS", 900, "presigned link lifetime")
+    # issue 4: drain
+    worker_metrics_port: int = env("SLUICE_WORKER_METRICS_PORT", 9540,
+                                   "Prometheus /metrics of a worker's main process; 0 turns it off")
+    worker_metrics_host: str = env("SLUICE_WORKER_METRICS_HOST", "0.0.0.0", "address it listens on")
 
 
 # Variables read by the launchers (gunicorn config, `make run`), not by the applications.
@@ -116,8 +120,8 @@ LAUNCHER_VARIABLES = {
     "SLUICE_HOST": "127.0.0.1",        # make run: address both APIs bind to
     "SLUICE_INGEST_PORT": "8000",      # make run: ingest API port
     "SLUICE_CONTROL_PORT": "8001",     # make run: control API port
-    "SLUICE_MOTO_PORT": "5000",
-    "SLUICE_STATE_DIR": ".state",      # make run: private databases, logs and run.env        # make run: moto server port, when it starts one
+    "SLUICE_MOTO_PORT": "5000",        # make run: moto server port, when it starts one
+    "SLUICE_STATE_DIR": ".state",      # make run: private databases, logs and run.env
     "SLUICE_WORKER_CONCURRENCY": "2",  # make run: Celery worker processes for tasks
     "SLUICE_WEB_WORKERS": "2",         # gunicorn worker processes per API
     "SLUICE_WEB_THREADS": "8",         # gunicorn threads per worker process

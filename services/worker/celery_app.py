@@ -14,15 +14,23 @@ TASK_MODULES: list[str] = []
 class DrainStep(bootsteps.StartStopStep):
     """Runs the drain threads inside `celery worker`, the one process operators scale."""
 
+    # Fork the task pool's children before the drain threads exist, not while they hold locks.
+    requires = ("celery.worker.components:Pool",)
+
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.metrics_server = None
 
     def start(self, worker):
+        from services.worker import metrics
         from services.worker.drain import Drainer
 
         settings = worker.app.conf.sluice_settings
+        if settings.worker_metrics_port:
+            self.metrics_server = metrics.serve(settings, settings.worker_metrics_port,
+                                                settings.worker_metrics_host)
         db = Database(settings.database_url, maxconn=settings.drain_threads + 1)
         for n in range(settings.drain_threads):
             drainer = Drainer(settings, db)
@@ -33,10 +41,13 @@ class DrainStep(bootsteps.StartStopStep):
         log.info("started %d drain threads", len(self.threads))
 
     def stop(self, worker):
-        # Warm shutdown (SIGTERM): each thread finishes its in-flight batch, then exits.
+        # Warm shutdown (SIGTERM): each thread finishes its in-flight batch (at most one long poll
+        # plus one transaction), deletes what it stored, then exits.
         self.stop_event.set()
         for thread in self.threads:
             thread.join()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         log.info("drain threads stopped")
 
 

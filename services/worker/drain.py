@@ -6,22 +6,25 @@ after it commits. A message that cannot be stored is left alone, so SQS redelive
 the redrive policy's receive count, parks it in the dead-letter queue.
 """
 import logging
+import queue
 import threading
 
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
-from prometheus_client import Counter
 
 from shared import envelope
 from services import aws
+from services.worker.metrics import (FAILED_MESSAGES, LAG, PAUSES, STORED_BATCHES, STORED_EVENTS,
+                                     STORED_MESSAGES)
 from services.worker.store import UnknownKind, store
 
 log = logging.getLogger("sluice.drain")
-STORED_EVENTS = Counter("sluice_drain_events_stored", "events written to Postgres (new rows)")
-STORED_MESSAGES = Counter("sluice_drain_messages_stored", "SQS messages stored and deleted")
-FAILED_MESSAGES = Counter("sluice_drain_messages_failed", "messages left for redelivery", ["reason"])
 
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, BotoCoreError, ClientError)
+# What the database or our own code says about one message's content: retrying will not help.
+REJECTED = (psycopg2.DataError, psycopg2.IntegrityError, UnknownKind, KeyError, TypeError, ValueError,
+            AttributeError)
+MAX_BACKOFF_SECONDS = 30.0
 
 
 class Drainer:
@@ -30,24 +33,48 @@ class Drainer:
         self.db = db
         self.sqs = sqs or aws.client(settings, "sqs")
         self.queue_url = aws.queue_url(self.sqs, settings.events_queue)
+        self.visibility_timeout = int(self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"])
+        self._delete_behind: DeleteBehind | None = None
 
     def run(self, stop: threading.Event) -> None:
-        """Drain until `stop` is set; back off (up to 30 s) while Postgres or SQS are away."""
+        """Drain until `stop` is set; back off (up to 30 s) while Postgres or SQS are away.
+
+        Deletes run behind, in a second thread, while this one receives and stores the next
+        batch: a delete is a whole SQS round trip that need not hold up the next commit.
+        """
+        with DeleteBehind(self._delete) as self._delete_behind:
+            self._run(stop)
+        self._delete_behind = None
+
+    def _run(self, stop: threading.Event) -> None:
         delay = 0.0
         while not stop.is_set():
             try:
+                if delay:
+                    # Receive nothing until Postgres answers: every receive of a message we then
+                    # cannot store counts towards its redrive to the DLQ.
+                    self.db.ping()
                 self.drain_once(self.settings.drain_wait_seconds)
                 delay = 0.0
             except TRANSIENT as exc:
-                delay = min(30.0, max(0.5, delay * 2))
+                PAUSES.inc()
+                delay = min(MAX_BACKOFF_SECONDS, max(0.5, delay * 2))
                 log.warning("drain paused %.1fs: %s", delay, exc)
+                stop.wait(delay)
+            except Exception:  # a bug or a missing migration: a dead thread would stall silently
+                PAUSES.inc()
+                delay = MAX_BACKOFF_SECONDS
+                log.exception("drain paused %.1fs after an unexpected error", delay)
                 stop.wait(delay)
 
     def drain_once(self, wait_seconds: int = 0) -> int:
         """Receive up to 10 messages, store them, delete the stored ones; return how many."""
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
+            AttributeNames=["SentTimestamp"],
         ).get("Messages", [])
+        LAG.observe(messages)
         decoded = []
         for message in messages:
             try:
@@ -55,19 +82,23 @@ class Drainer:
             except envelope.EnvelopeError as exc:
                 FAILED_MESSAGES.labels("unreadable").inc()
                 log.error("poison message %s left for the DLQ: %s", message["MessageId"], exc)
-        stored = self._store_all(decoded)
-        self._delete(stored)
+        if not decoded:
+            return 0
+        with Heartbeat(self.sqs, self.queue_url, [m for m, _ in decoded], self.visibility_timeout):
+            stored = self._store_all(decoded)
+        if stored:
+            (self._delete_behind.submit if self._delete_behind else self._delete)(stored)
         return len(stored)
 
     def _store_all(self, decoded) -> list[dict]:
         """Store all in one transaction; if the database rejects it, store one by one."""
-        if not decoded:
-            return []
         try:
             with self.db.connection() as conn:
-                STORED_EVENTS.inc(store(conn, [env for _, env in decoded]))
+                inserted = store(conn, [env for _, env in decoded])
+            STORED_EVENTS.inc(inserted)
+            STORED_BATCHES.inc()
             return [m for m, _ in decoded]
-        except (psycopg2.DataError, psycopg2.IntegrityError, UnknownKind, KeyError, TypeError):
+        except REJECTED:
             if len(decoded) == 1:
                 FAILED_MESSAGES.labels("rejected").inc()
                 log.exception("message %s rejected, left for the DLQ", decoded[0][0]["MessageId"])
@@ -78,8 +109,6 @@ class Drainer:
         return stored
 
     def _delete(self, messages) -> None:
-        if not messages:
-            return
         answer = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
         # A failed delete means a redelivery, which storing absorbs; count it and move on.
@@ -87,3 +116,74 @@ class Drainer:
             FAILED_MESSAGES.labels("delete").inc()
             log.warning("delete failed, message will be redelivered: %s", failed)
         STORED_MESSAGES.inc(len(answer.get("Successful", [])))
+
+
+class DeleteBehind:
+    """Deletes committed batches in a thread of its own, at most one batch behind.
+
+    The one-slot queue makes the drain wait when SQS deletes fall behind, so committed but
+    undeleted messages stay few. Leaving the block deletes what is pending: a clean stop leaves
+    no stored message to come back.
+    """
+
+    def __init__(self, delete):
+        self._delete = delete
+        self._pending: queue.Queue = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._loop, name=f"{threading.current_thread().name}-delete",
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._pending.put(None)
+        self._thread.join()
+
+    def submit(self, messages: list[dict]) -> None:
+        self._pending.put(messages)
+
+    def _loop(self) -> None:
+        while (messages := self._pending.get()) is not None:
+            try:
+                self._delete(messages)
+            except Exception as exc:  # this thread must outlive any error, or the drain would block
+                # Stored already: they come back after the visibility timeout and store as nothing new.
+                FAILED_MESSAGES.labels("delete").inc(len(messages))
+                log.warning("delete failed, %d stored messages will be redelivered: %s", len(messages), exc)
+
+
+class Heartbeat:
+    """Keeps a batch's messages invisible while it is stored, however long Postgres takes.
+
+    Without it a batch slower than the visibility timeout reappears, another worker stores it
+    too (harmless but wasted) and its receive count creeps towards the DLQ.
+    """
+
+    def __init__(self, sqs, queue_url: str, messages: list[dict], visibility_timeout: int):
+        self.sqs, self.queue_url, self.messages = sqs, queue_url, messages
+        self.visibility_timeout = visibility_timeout
+        self.interval = max(0.5, visibility_timeout / 3)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"{threading.current_thread().name}-heartbeat",
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                answer = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.visibility_timeout}
+                    for i, m in enumerate(self.messages)])
+            except (BotoCoreError, ClientError) as exc:
+                log.warning("heartbeat failed, the batch may be redelivered: %s", exc)
+                continue
+            for failed in answer.get("Failed", []):
+                log.warning("heartbeat failed for one message, it may be redelivered: %s", failed)

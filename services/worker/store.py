@@ -1,5 +1,4 @@
 """Writing envelopes' events into Postgres with COPY, idempotently on (app, batch, sequence)."""
-import csv
 import io
 import json
 
@@ -16,6 +15,25 @@ INSERT INTO events (app_id, batch, sequence, customer, product, type, timestamp,
 SELECT app_id, batch, sequence, customer, product, type, timestamp, context,
        to_timestamp(received_ms / 1000.0)
 FROM events_in
+ON CONFLICT (app_id, batch, sequence) DO NOTHING"""
+
+_API_CALLS_IN = """
+CREATE TEMP TABLE IF NOT EXISTS api_calls_in (
+    app_id bigint, batch uuid, sequence integer, request_time timestamptz, response_time timestamptz,
+    uri text, verb text, status integer, ip_address text, user_id text, company_id text,
+    session_token text, direction text, weight integer, transaction_id text, tags text,
+    blocked_by text, metadata jsonb, request jsonb, response jsonb, received_ms bigint
+) ON COMMIT DELETE ROWS"""
+
+_API_CALLS_MERGE = """
+INSERT INTO api_calls (app_id, batch, sequence, request_time, response_time, uri, verb, status,
+                       ip_address, user_id, company_id, session_token, direction, weight,
+                       transaction_id, tags, blocked_by, metadata, request, response, received_at)
+SELECT app_id, batch, sequence, request_time, response_time, uri, verb, status,
+       ip_address, user_id, company_id, session_token, direction, weight,
+       transaction_id, tags, blocked_by, metadata, request, response,
+       to_timestamp(received_ms / 1000.0)
+FROM api_calls_in
 ON CONFLICT (app_id, batch, sequence) DO NOTHING"""
 
 
@@ -41,13 +59,26 @@ def store(conn, envelopes: list[dict]) -> int:
     return inserted
 
 
+def _text_field(value) -> str:
+    """One value in COPY's text format. Unlike CSV, it tells NULL (\\N) from an empty string."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return str(value)
+
+
+def _jsonb(value) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
 def _copy(conn, create_sql: str, table: str, rows, merge_sql: str) -> int:
     buf = io.StringIO()
-    csv.writer(buf).writerows(rows)
+    buf.writelines("\t".join(map(_text_field, row)) + "\n" for row in rows)
     buf.seek(0)
     with conn.cursor() as cur:
         cur.execute(create_sql)
-        cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT csv)", buf)
+        cur.copy_expert(f"COPY {table} FROM STDIN", buf)
         cur.execute(merge_sql)
         inserted = cur.rowcount
         cur.execute(f"TRUNCATE {table}")  # the same transaction may COPY another group
@@ -59,11 +90,28 @@ def _barchart_rows(envelopes):
         app_id, batch, first, received = env["app_id"], env["batch"], env["first_sequence"], env["received_ms"]
         for i, e in enumerate(env["events"]):
             yield (app_id, batch, first + i, e["customer"], e["product"], e["type"], e["timestamp"],
-                   json.dumps(e["context"]), received)
+                   _jsonb(e["context"]), received)
+
+
+def _moesif_rows(envelopes):
+    """api_calls rows from events in the form shared.schemas.moesif validate_moesif_events returns."""
+    for env in envelopes:
+        app_id, batch, first, received = env["app_id"], env["batch"], env["first_sequence"], env["received_ms"]
+        for i, e in enumerate(env["events"]):
+            req, resp = e["request"], e["response"]
+            yield (app_id, batch, first + i, req["time"], resp["time"], req["uri"], req["verb"],
+                   resp["status"], req["ip_address"], e.get("user_id"), e.get("company_id"),
+                   e.get("session_token"), e.get("direction"), e.get("weight"), e.get("transaction_id"),
+                   e.get("tags"), e.get("blocked_by"), _jsonb(e.get("metadata")), _jsonb(req),
+                   _jsonb(resp), received)
 
 
 def _store_barchart(conn, envelopes) -> int:
     return _copy(conn, _EVENTS_IN, "events_in", _barchart_rows(envelopes), _EVENTS_MERGE)
 
 
-_WRITERS = {EventKind.BARCHART.value: _store_barchart}
+def _store_moesif(conn, envelopes) -> int:
+    return _copy(conn, _API_CALLS_IN, "api_calls_in", _moesif_rows(envelopes), _API_CALLS_MERGE)
+
+
+_WRITERS = {EventKind.BARCHART.value: _store_barchart, EventKind.MOESIF.value: _store_moesif}

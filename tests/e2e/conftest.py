@@ -55,7 +55,9 @@ def celery_worker(env, log_dir, name="worker"):
 def services(stack, names, provisioned, tmp_path):
     """A factory for real service processes; everything it started is stopped afterwards."""
     started = []
-    env = stack.env(**{"SLUICE_" + k.upper(): v for k, v in names.items()}, SLUICE_DRAIN_WAIT_SECONDS=1)
+    # Workers serve no metrics port unless a test asks: several may run at once.
+    env = stack.env(**{"SLUICE_" + k.upper(): v for k, v in names.items()}, SLUICE_DRAIN_WAIT_SECONDS=1,
+                    SLUICE_WORKER_METRICS_PORT=0)
 
     class Factory:
         environ = env

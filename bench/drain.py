@@ -1,0 +1,228 @@
+"""`make bench BENCH=drain`: events/s drained from a preloaded SQS queue into Postgres.
+
+Side by side, in one run, on private Postgres and moto servers on 127.0.0.1:
+  floor 1  raw COPY of the same rows into the same table (events), one transaction per 10
+           messages' rows, as many connections as a worker process has drain threads;
+  floor 2  a raw boto3 receive(10) + delete_message_batch loop over the same queue, as many
+           threads as a worker process has drain threads;
+  drain    1 and 2 worker processes, each running the Drainer threads exactly as the Celery
+           DrainStep does. Processes start and connect first and wait on a gate, so Celery's
+           boot time is not counted; the clock runs from opening the gate to the last row stored.
+
+Every run uses fresh batch ids, so each stores new rows (no ON CONFLICT shortcut). Prints events/s
+and each drain's ratio to the slower floor (the goal is >= 0.8).
+"""
+import argparse
+import io
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+
+from services import aws, devstack, tenancy
+from services.pg import Database
+from services.settings import WorkerSettings
+from services.worker.store import _text_field
+from shared import envelope
+from shared.db import upgrade
+
+EVENT = {"customer": "BARCHART", "product": "PORTFOLIO", "type": "PORTFOLIO-APPLICATION-LOADED",
+         "timestamp": 1568381886060, "context": ["watchlist", "quotes"]}
+
+
+def _bodies(app_id: int, messages: int, per_message: int, received_ms: int) -> list[tuple[str, str]]:
+    """(batch id, SQS body): one message per producer request of `per_message` events."""
+    out = []
+    for _ in range(messages):
+        batch = str(uuid.uuid4())
+        [body] = envelope.pack("barchart", app_id, batch, [EVENT] * per_message, received_ms, 262_144)
+        out.append((batch, body))
+    return out
+
+
+def _preload(sqs, url: str, bodies) -> None:
+    for start in range(0, len(bodies), 10):
+        answer = sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(bodies[start:start + 10])])
+        assert not answer.get("Failed"), answer["Failed"]
+
+
+def _count(database_url: str, app_id: int) -> int:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM events WHERE app_id = %s", (app_id,))
+        return cur.fetchone()[0]
+
+
+def _in_threads(n: int, target) -> float:
+    threads = [threading.Thread(target=target) for _ in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def floor_copy(database_url: str, app_id: int, bodies, per_message: int, threads: int) -> float:
+    """Seconds to COPY the rows straight into events, 10 messages' rows per transaction."""
+    received = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
+    chunks: queue.Queue = queue.Queue()
+    for start in range(0, len(bodies), 10):
+        lines = []
+        for batch, _ in bodies[start:start + 10]:
+            for seq in range(per_message):
+                row = (app_id, batch, seq, EVENT["customer"], EVENT["product"], EVENT["type"],
+                       EVENT["timestamp"], '["watchlist","quotes"]', received)
+                lines.append("\t".join(map(_text_field, row)) + "\n")
+        chunks.put("".join(lines))
+    conns = [psycopg2.connect(database_url) for _ in range(threads)]
+    pool: queue.Queue = queue.Queue()
+    for c in conns:
+        pool.put(c)
+
+    def copy_loop():
+        conn = pool.get()
+        while True:
+            try:
+                text = chunks.get_nowait()
+            except queue.Empty:
+                return
+            with conn, conn.cursor() as cur:
+                cur.copy_expert("COPY events (app_id, batch, sequence, customer, product, type, timestamp, "
+                                "context, received_at) FROM STDIN", io.StringIO(text))
+    elapsed = _in_threads(threads, copy_loop)
+    for c in conns:
+        c.close()
+    return elapsed
+
+
+def floor_sqs(settings, url: str, total: int, threads: int) -> float:
+    """Seconds for a bare receive + delete loop to empty the preloaded queue."""
+    done = {"n": 0}
+    lock = threading.Lock()
+
+    def loop():
+        sqs = aws.client(settings, "sqs")
+        while True:
+            with lock:
+                if done["n"] >= total:
+                    return
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            if messages:
+                sqs.delete_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+                with lock:
+                    done["n"] += len(messages)
+    return _in_threads(threads, loop)
+
+
+def _drain_process(settings, ready, gate, stop) -> None:
+    from services.worker.drain import Drainer  # in the child, as the worker imports it
+    db = Database(settings.database_url, maxconn=settings.drain_threads + 1)
+    drainers = [Drainer(settings, db) for _ in range(settings.drain_threads)]
+    db.ping()  # connect before the clock starts
+    ready.release()
+    gate.wait()
+    threads = [threading.Thread(target=d.run, args=(stop,)) for d in drainers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.close()
+
+
+def drain(settings, app_id: int, expected: int, processes: int) -> float:
+    """Seconds for `processes` drain processes to store `expected` rows of the preloaded queue."""
+    ctx = mp.get_context("spawn")
+    ready, gate, stop = ctx.Semaphore(0), ctx.Event(), ctx.Event()
+    procs = [ctx.Process(target=_drain_process, args=(settings, ready, gate, stop)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        if not ready.acquire(timeout=60):
+            raise RuntimeError("drain process did not start")
+    start_count = _count(settings.database_url, app_id)
+    t0 = time.perf_counter()
+    gate.set()
+    while _count(settings.database_url, app_id) - start_count < expected:
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    for p in procs:
+        p.join(60)
+    return elapsed
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="make bench BENCH=drain ARGS=...", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=200, help="messages preloaded per run")
+    parser.add_argument("--events-per-message", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=WorkerSettings.variables()["SLUICE_DRAIN_THREADS"],
+                        help="drain threads per worker process (and floor concurrency)")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per line")
+    args = parser.parse_args(argv)
+
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
+    root = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    root.chmod(0o755)  # the postgres user must reach its data directory
+    procs = []
+    try:
+        pg, database_url = devstack.start_postgres(root / "pg", devstack.free_port())
+        procs.append(pg)
+        moto, endpoint = devstack.start_moto(devstack.free_port(), root / "moto.log")
+        procs.append(moto)
+        upgrade(database_url)
+        settings = WorkerSettings(database_url=database_url, aws_endpoint_url=endpoint, redis_url="redis://unused",
+                                  drain_threads=args.threads, drain_wait_seconds=1, worker_metrics_port=0)
+        url = aws.provision(settings, visibility_timeout=60)["queue_url"]
+        sqs = aws.client(settings, "sqs")
+        per, total_events = args.events_per_message, args.messages * args.events_per_message
+
+        def fresh():
+            """A new app (so counting its rows stays cheap) and its preload, with new batch ids."""
+            with psycopg2.connect(database_url) as conn:
+                app_id = tenancy.create_app(conn, tenancy.create_org(conn, f"bench-{uuid.uuid4().hex[:8]}"), "bench")
+            return app_id, _bodies(app_id, args.messages, per, int(time.time() * 1000))
+
+        def copy_run():
+            app_id, bodies = fresh()
+            return floor_copy(database_url, app_id, bodies, per, args.threads)
+
+        def sqs_run():
+            _preload(sqs, url, fresh()[1])
+            return floor_sqs(settings, url, args.messages, args.threads)
+
+        def drain_run(n):
+            def run():
+                app_id, bodies = fresh()
+                _preload(sqs, url, bodies)
+                return drain(settings, app_id, total_events, n)
+            return run
+
+        print(f"drain benchmark: {args.messages} messages x {per} events = {total_events} events per run, "
+              f"best of {args.repeat} (runs interleaved); {args.threads} threads per worker process", flush=True)
+        runs = {"floor  raw COPY": copy_run, "floor  raw boto3 receive+delete": sqs_run,
+                "drain  1 worker process": drain_run(1), "drain  2 worker processes": drain_run(2)}
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits all alike
+            for name, run in runs.items():
+                seconds[name].append(run())
+        rates = {name: total_events / min(times) for name, times in seconds.items()}
+        floor = min(rates["floor  raw COPY"], rates["floor  raw boto3 receive+delete"])
+        for name, rate in rates.items():
+            streams = f"{args.threads} streams" if name.startswith("floor") else f"x {args.threads} threads"
+            ratio = f"= {rate / floor:.2f} x the slower floor" if name.startswith("drain") else ""
+            print(f"  {name:<34} {streams:<11} {rate:>9.0f} events/s  {ratio}", flush=True)
+        return 0
+    finally:
+        for proc in reversed(procs):
+            devstack.stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
