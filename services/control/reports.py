@@ -44,7 +44,9 @@ def _not_found(source: str):
 @bp.post("/reports")
 def start_report():
     try:
-        body = read_json(MAX_BODY_BYTES) if request.content_length != 0 else {}
+        # No body at all is a request without a filter: every event of the app.
+        has_body = request.content_length or request.headers.get("Transfer-Encoding")
+        body = read_json(MAX_BODY_BYTES) if has_body else {}
         report_filter = load_report_request(body)
     except BodyTooLarge:
         return error(413, "PAYLOAD_TOO_LARGE", f"Body is over {MAX_BODY_BYTES} bytes.")
