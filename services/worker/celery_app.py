@@ -57,6 +57,8 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
     )
     app.steps["worker"].add(DrainStep)
     # issue 5: reports and exports. A new dict: the default one is shared between Celery apps.
+    # A sweep that waited past the next one is dropped (expires) rather than piling up behind renders.
     app.conf.beat_schedule = {**app.conf.beat_schedule, "sluice.sweep-render-jobs": {
-        "task": SWEEP_TASK, "schedule": settings.job_sweep_seconds}}
+        "task": SWEEP_TASK, "schedule": settings.job_sweep_seconds,
+        "options": {"expires": settings.job_sweep_seconds}}}
     return app

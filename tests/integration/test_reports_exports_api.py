@@ -33,7 +33,7 @@ def worker(stack, names, provisioned, db):
     return lambda job_id: render.run(settings, db, s3, job_id)
 
 
-def _tenant(db):
+def second_tenant(db):
     """A second, unrelated app and its key."""
     with db.connection() as conn:
         org_id = tenancy.create_org(conn, f"org-{uuid.uuid4().hex[:8]}")
@@ -49,7 +49,7 @@ def basic(tenant):
 # --- reports ---------------------------------------------------------------------------------
 
 def test_reports_need_the_apps_own_basic_credentials(control, tenant, db):
-    other = _tenant(db)
+    other = second_tenant(db)
     for auth in (None, (str(tenant[0]), "sk_wrong"), (str(other[0]), tenant[1]), ("", tenant[1])):
         resp = control.post("/reports", json={}, auth=auth)
         assert resp.status_code == 401, auth
@@ -119,7 +119,7 @@ def test_a_report_is_downloadable_once_complete_and_again_later(control, worker,
 
 def test_another_apps_report_is_as_unknown_as_a_missing_one(control, tenant, db):
     source = control.post("/reports", json={}, **basic(tenant)).json["source"]
-    other = _tenant(db)
+    other = second_tenant(db)
     missing = f"JOB-{uuid.uuid4()}"
     for path in ("/reports/{}", "/reports/{}/availability"):
         theirs = control.get(path.format(source), **basic(other))
@@ -181,7 +181,7 @@ def test_get_all_takes_at_most_1000_ids(control, tenant):
 
 def test_get_all_answers_only_the_callers_exports(control, tenant, db):
     mine = add(control, tenant).json["Export"]["Id"]
-    other = _tenant(db)
+    other = second_tenant(db)
     theirs = add(control, other).json["Export"]["Id"]
     resp = get_all(control, tenant, [theirs, "not-a-uuid", mine, str(uuid.uuid4())])
     assert [e["Id"] for e in resp.json["Exports"]] == [mine]
