@@ -68,43 +68,48 @@ class RenderTimeout(Exception):
 class RowSink:
     """The file object COPY writes into; psycopg2 calls write() once per row.
 
-    It starts a new file when the current one would pass split_bytes, records progress as a
-    heartbeat every beat_seconds, and stops the render at the row cap or the time limit.
+    It starts a new file when the current one would pass split_bytes and, every 1024 rows, checks
+    the time limit and records progress as a heartbeat (at most every beat_seconds).
     """
 
-    def __init__(self, open_file, split_bytes: int | None, max_rows: int | None, beat, beat_seconds: float,
-                 max_seconds: float):
-        self.open_file, self.split_bytes, self.max_rows = open_file, split_bytes, max_rows
+    def __init__(self, open_file, split_bytes: int | None, beat, beat_seconds: float, max_seconds: float):
+        self.open_file, self.split_bytes = open_file, split_bytes
         self.beat, self.beat_seconds = beat, beat_seconds
         self.deadline = time.monotonic() + max_seconds
         self.next_beat = time.monotonic() + beat_seconds
-        self.rows = 0
         self.done: list = []
         self.current: S3File | None = None
 
+    @property
+    def rows(self) -> int:
+        return sum(f.row_count for f in self.done) + (self.current.rows if self.current else 0)
+
     def write(self, row: bytes) -> None:
         f = self.current
-        if f is None:
-            f = self.current = self.open_file(len(self.done) + 1)
-        elif self.split_bytes and f.rows and f.size + len(row) > self.split_bytes:
-            self.done.append(f.close())
-            f = self.current = self.open_file(len(self.done) + 1)
+        if f is None or (self.split_bytes and f.rows and f.size + len(row) > self.split_bytes):
+            f = self._next_file()
         f.write(row)
-        f.rows += 1
-        self.rows += 1
-        if self.max_rows is not None and self.rows > self.max_rows:
-            raise RenderTimeout(f"more than {self.max_rows} rows")
+        if not f.rows & 1023:
+            self._check()
+
+    def _next_file(self) -> S3File:
+        if self.current is not None:
+            self.done.append(self.current.close())
+        self.current = self.open_file(len(self.done) + 1)
+        return self.current
+
+    def _check(self) -> None:
         now = time.monotonic()
+        if now > self.deadline:
+            raise RenderTimeout("over the time limit")
         if now >= self.next_beat:
-            if now > self.deadline:
-                raise RenderTimeout("over the time limit")
             if not self.beat(self.rows):
                 raise LostClaim()
             self.next_beat = now + self.beat_seconds
 
     def close(self, always_one_file: bool) -> list:
         if self.current is None and always_one_file:
-            self.current = self.open_file(1)
+            self._next_file()
         if self.current is not None:
             self.done.append(self.current.close())
             self.current = None
@@ -124,10 +129,8 @@ def _opener(settings, s3, job: jobs.Job):
     prefix = job_prefix(job)
     if job.kind == "report":
         def open_report(part):
-            f = S3File(s3, settings.exports_bucket, f"{prefix}{SOURCE_PREFIX}{job.id}.csv",
-                       settings.render_part_bytes, "text/csv; charset=utf-8")
-            f.write(CSV_HEADER)
-            return f
+            return S3File(s3, settings.exports_bucket, f"{prefix}{SOURCE_PREFIX}{job.id}.csv",
+                          settings.render_part_bytes, "text/csv; charset=utf-8", header=CSV_HEADER)
         return open_report
 
     def open_export(part):
@@ -157,14 +160,14 @@ def run(settings, db, s3, job_id: str) -> str | None:
         with db.connection() as conn:
             return jobs.heartbeat(conn, job, rows)
 
-    sink = RowSink(_opener(settings, s3, job),
-                   settings.export_file_max_bytes if job.kind == "export" else None,
-                   settings.report_max_rows if job.kind == "report" else None,
+    sink = RowSink(_opener(settings, s3, job), settings.export_file_max_bytes if job.kind == "export" else None,
                    beat, settings.job_heartbeat_seconds, settings.render_max_seconds)
     sql, params = _statement(settings, job)
     status, error, files = "done", None, []
     try:
         _copy_out(settings.database_url, sql, params, sink)
+        if job.kind == "report" and sink.rows > settings.report_max_rows:  # the query's LIMIT stopped it
+            raise RenderTimeout(f"more than {settings.report_max_rows} rows")
         files = sink.close(always_one_file=job.kind == "report")
     except LostClaim:
         sink.abort()
