@@ -4,8 +4,9 @@ Side by side in one run, on a private Postgres and moto server on 127.0.0.1:
   raw COPY      the same `COPY (SELECT ...) TO STDOUT` the renderer runs, into a sink that drops it
   moto PUT      the same number of bytes uploaded to moto in the same part size (the stand-in's cost)
   report/export the real renderer (services.worker.render.run): COPY into a multipart upload
-Each measurement runs in a child process, so its peak RSS is its own; a 10x smaller report shows
-whether memory grows with the row count. Ratios are rows/s against raw COPY of the same rows.
+Each measurement runs in a child process, so its peak RSS is its own; a
+4x smaller report
+shows whether memory grows with the row count. Ratios are rows/s against raw COPY of the same rows.
 """
 import argparse
 import json
@@ -112,6 +113,7 @@ def _job(database_url, app_id, kind, job_filter=None) -> str:
 def main(argv) -> int:
     parser = argparse.ArgumentParser(prog="make bench BENCH=render", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per measurement; the best counts")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -136,34 +138,46 @@ def main(argv) -> int:
 
         print(f"seeding {args.rows:,} events ...", flush=True)
         app_id = _seed(db_url, args.rows)
-        report, export = _job(db_url, app_id, "report"), _job(db_url, app_id, "export")
-        plan = [  # raw COPY reads the job's statement before the job is rendered
-            ("raw COPY, report rows", "raw", report),
-            ("report (CSV) to S3", "render", report),
-            ("raw COPY, export rows", "raw", export),
-            ("export (JSON Lines) to S3", "render", export),
-            ("report, 1/10 of the rows", "render", _job(db_url, app_id, "report", {"end": T0 + args.rows // 10})),
-        ]
-        results = []
-        for label, mode, job_id in plan:
-            results.append((label, _measure(env, mode, job_id)))
-            r = results[-1][1]
-            print(f"  {label:28} {r['rows']:>9,} rows {r['seconds']:7.2f} s", flush=True)
-        report_bytes = results[1][1]["bytes"]
-        results.insert(2, ("moto PUT of the report bytes", _measure(env, "moto", str(report_bytes))))
 
-        floor = {"report": results[0][1], "export": results[3][1]}
-        print(f"\n{'what':30} {'rows':>10} {'MB':>7} {'seconds':>8} {'rows/s':>10} {'vs raw COPY':>12} {'peak RSS MiB':>13}")
-        for label, r in results:
-            base = floor["export"] if "export" in label else floor["report"]
+        def best(label, mode, make_arg):
+            """Best of --repeat runs (the machine is shared); peak RSS is the largest seen."""
+            runs = [_measure(env, mode, make_arg()) for _ in range(args.repeat)]
+            r = {**min(runs, key=lambda x: x["seconds"]), "peak_rss_mib": max(x["peak_rss_mib"] for x in runs)}
+            print(f"  {label:30} {r['rows']:>9,} rows {r['seconds']:7.2f} s (best of {args.repeat})", flush=True)
+            return label, r
+
+        quarter = {"end": T0 + args.rows // 4}
+        raw_report, raw_export, raw_quarter = (_job(db_url, app_id, kind, f) for kind, f in
+                                             (("report", None), ("export", None), ("report", quarter)))
+        rows = [  # (label, measurement, the raw COPY it is compared with)
+            best("raw COPY, report rows", "raw", lambda: raw_report),
+            best("report (CSV) to S3", "render", lambda: _job(db_url, app_id, "report")),
+        ]
+        rows.insert(1, best("moto PUT of the report bytes", "moto", lambda: str(rows[1][1]["bytes"])))
+        with Database(db_url, maxconn=1).connection() as conn, conn.cursor() as cur:
+            # Raw COPY only reads the job's statement; out of the open state it no longer blocks new exports.
+            cur.execute("UPDATE render_jobs SET status = 'failed' WHERE id = %s", (raw_export,))
+        rows += [
+            best("raw COPY, export rows", "raw", lambda: raw_export),
+            best("export (JSON Lines) to S3", "render", lambda: _job(db_url, app_id, "export")),
+            best("raw COPY, 1/4 of report rows", "raw", lambda: raw_quarter),
+            best("report, 1/4 of the rows", "render", lambda: _job(db_url, app_id, "report", quarter)),
+        ]
+        floors = {"report (CSV) to S3": rows[0][1], "export (JSON Lines) to S3": rows[3][1],
+                  "report, 1/4 of the rows": rows[5][1]}
+
+        print(f"\n{'what':32} {'rows':>10} {'MB':>7} {'seconds':>8} {'rows/s':>10} {'vs raw COPY':>12} "
+              f"{'peak RSS MiB':>13}")
+        for label, r in rows:
             rate = r["rows"] / r["seconds"] if r["rows"] else 0
-            ratio = f"{rate / (base['rows'] / base['seconds']):.2f}x" if r["rows"] else "-"
-            print(f"{label:30} {r['rows']:>10,} {r['bytes'] / 1e6:>7.1f} {r['seconds']:>8.2f} "
+            floor = floors.get(label)
+            ratio = f"{rate / (floor['rows'] / floor['seconds']):.2f}x" if floor else "-"
+            print(f"{label:32} {r['rows']:>10,} {r['bytes'] / 1e6:>7.1f} {r['seconds']:>8.2f} "
                   f"{rate:>10,.0f} {ratio:>12} {r['peak_rss_mib']:>13.1f}")
-        full, tenth = results[1][1], results[-1][1]
+        full, small = rows[2][1], rows[6][1]
         print(f"\npeak RSS of the renderer: {full['peak_rss_mib']:.1f} MiB for {full['rows']:,} rows, "
-              f"{tenth['peak_rss_mib']:.1f} MiB for {tenth['rows']:,} rows "
-              f"(x{full['peak_rss_mib'] / tenth['peak_rss_mib']:.2f} for x{full['rows'] / max(tenth['rows'], 1):.0f} rows)")
+              f"{small['peak_rss_mib']:.1f} MiB for {small['rows']:,} rows (x{full['peak_rss_mib'] / small['peak_rss_mib']:.2f} "
+              f"for x{full['rows'] / max(small['rows'], 1):.0f} rows); goal: at least 0.5x raw COPY")
         return 0
     finally:
         for proc in reversed(procs):

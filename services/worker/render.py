@@ -5,9 +5,12 @@ most one multipart part in memory. A file is visible (a row in render_files, a l
 upload completed, in the transaction that finishes the job.
 """
 import logging
+import threading
 import time
+from contextlib import contextmanager, nullcontext
 
 import psycopg2
+import psycopg2.errors
 
 from services.worker import jobs
 from services.worker.s3files import S3File, abort_unfinished, delete_prefix
@@ -66,19 +69,19 @@ class RenderTimeout(Exception):
 
 
 class RowSink:
-    """The file object COPY writes into; psycopg2 calls write() once per row.
+    """The file object COPY writes into; psycopg2 calls its `write` once per row.
 
-    It starts a new file when the current one would pass split_bytes and, every 1024 rows, checks
-    the time limit and records progress as a heartbeat (at most every beat_seconds).
+    A report is one file, so `write` is that file's own write: the per-row work is one append.
+    An export starts a new file whenever the current one would pass split_bytes.
     """
 
-    def __init__(self, open_file, split_bytes: int | None, beat, beat_seconds: float, max_seconds: float):
+    def __init__(self, open_file, split_bytes: int | None):
         self.open_file, self.split_bytes = open_file, split_bytes
-        self.beat, self.beat_seconds = beat, beat_seconds
-        self.deadline = time.monotonic() + max_seconds
-        self.next_beat = time.monotonic() + beat_seconds
         self.done: list = []
         self.current: S3File | None = None
+        self.room = 0  # bytes the current file takes before the next row starts a new one
+        if split_bytes is None:
+            self.write = self._next_file().write
 
     @property
     def rows(self) -> int:
@@ -86,30 +89,19 @@ class RowSink:
 
     def write(self, row: bytes) -> None:
         f = self.current
-        if f is None or (self.split_bytes and f.rows and f.size + len(row) > self.split_bytes):
+        if len(row) > self.room and (f is None or f.rows):  # a row larger than a file gets one alone
             f = self._next_file()
+        self.room -= len(row)
         f.write(row)
-        if not f.rows & 1023:
-            self._check()
 
     def _next_file(self) -> S3File:
         if self.current is not None:
             self.done.append(self.current.close())
         self.current = self.open_file(len(self.done) + 1)
+        self.room = self.split_bytes
         return self.current
 
-    def _check(self) -> None:
-        now = time.monotonic()
-        if now > self.deadline:
-            raise RenderTimeout("over the time limit")
-        if now >= self.next_beat:
-            if not self.beat(self.rows):
-                raise LostClaim()
-            self.next_beat = now + self.beat_seconds
-
-    def close(self, always_one_file: bool) -> list:
-        if self.current is None and always_one_file:
-            self._next_file()
+    def close(self) -> list:
         if self.current is not None:
             self.done.append(self.current.close())
             self.current = None
@@ -118,6 +110,45 @@ class RowSink:
     def abort(self) -> None:
         if self.current is not None:
             self.current.abort()
+
+
+class Heartbeat:
+    """Records progress every `every` seconds from a thread of its own, so that a scan that finds
+    no matching row for minutes still proves the worker alive. On a lost claim or past the time
+    limit it cancels the COPY, and the render raises why."""
+
+    def __init__(self, beat, sink: RowSink, every: float, max_seconds: float):
+        self.beat, self.sink, self.every = beat, sink, every
+        self.deadline = time.monotonic() + max_seconds
+        self.stopped_by: Exception | None = None
+        self._stop = threading.Event()
+
+    @contextmanager
+    def watch(self, conn):
+        thread = threading.Thread(target=self._run, args=(conn,), name="sluice-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        except psycopg2.errors.QueryCanceled:
+            raise self.stopped_by or RenderTimeout("the query was cancelled") from None
+        finally:
+            self._stop.set()
+            thread.join()
+
+    def _run(self, conn) -> None:
+        while not self._stop.wait(self.every):
+            if time.monotonic() > self.deadline:
+                self.stopped_by = RenderTimeout("over the time limit")
+            else:
+                try:
+                    if self.beat(self.sink.rows):
+                        continue
+                    self.stopped_by = LostClaim()
+                except psycopg2.Error:  # Postgres away: no beat; the COPY will fail or the sweep retry
+                    log.warning("heartbeat failed", exc_info=True)
+                    continue
+            conn.cancel()
+            return
 
 
 def job_prefix(job: jobs.Job) -> str:
@@ -160,15 +191,15 @@ def run(settings, db, s3, job_id: str) -> str | None:
         with db.connection() as conn:
             return jobs.heartbeat(conn, job, rows)
 
-    sink = RowSink(_opener(settings, s3, job), settings.export_file_max_bytes if job.kind == "export" else None,
-                   beat, settings.job_heartbeat_seconds, settings.render_max_seconds)
+    sink = RowSink(_opener(settings, s3, job), settings.export_file_max_bytes if job.kind == "export" else None)
+    heartbeat = Heartbeat(beat, sink, settings.job_heartbeat_seconds, settings.render_max_seconds)
     sql, params = _statement(settings, job)
     status, error, files = "done", None, []
     try:
-        _copy_out(settings.database_url, sql, params, sink)
+        _copy_out(settings.database_url, sql, params, sink, heartbeat)
         if job.kind == "report" and sink.rows > settings.report_max_rows:  # the query's LIMIT stopped it
             raise RenderTimeout(f"more than {settings.report_max_rows} rows")
-        files = sink.close(always_one_file=job.kind == "report")
+        files = sink.close()
     except LostClaim:
         sink.abort()
         log.warning("job %s: lost its claim to another worker; stopped", job.id)
@@ -192,12 +223,12 @@ def run(settings, db, s3, job_id: str) -> str | None:
     return status
 
 
-def _copy_out(database_url: str, sql: str, params: dict, sink: RowSink) -> None:
+def _copy_out(database_url: str, sql: str, params: dict, sink, heartbeat: Heartbeat | None = None) -> None:
     # A connection of its own: a COPY stopped half-way leaves it unusable, so it is never pooled.
     conn = psycopg2.connect(database_url)
     try:
         conn.set_session(readonly=True)
-        with conn.cursor() as cur:
+        with conn.cursor() as cur, heartbeat.watch(conn) if heartbeat else nullcontext():
             cur.copy_expert(cur.mogrify(sql, params).decode(), sink)
     finally:
         conn.close()

@@ -52,8 +52,7 @@ class S3File:
             self._upload_id = self.s3.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, ContentType=self.content_type)["UploadId"]
             self._uploader = ThreadPoolExecutor(1, thread_name_prefix="sluice-upload")
-        body = bytes(self._buf)
-        self._buf = bytearray()
+        body, self._buf = self._buf, bytearray()  # handed over whole, not copied
         self._sent += len(body)
         self._sha.update(body)
         self._wait()
