@@ -4,9 +4,8 @@ Side by side in one run, on a private Postgres and moto server on 127.0.0.1:
   raw COPY      the same `COPY (SELECT ...) TO STDOUT` the renderer runs, into a sink that drops it
   moto PUT      the same number of bytes uploaded to moto in the same part size (the stand-in's cost)
   report/export the real renderer (services.worker.render.run): COPY into a multipart upload
-Each measurement runs in a child process, so its peak RSS is its own; a
-4x smaller report
-shows whether memory grows with the row count. Ratios are rows/s against raw COPY of the same rows.
+Each measurement runs in a child process, so its peak RSS is its own; a 4x smaller report shows
+whether memory grows with the row count. Ratios are rows/s against raw COPY of the same rows.
 """
 import argparse
 import json

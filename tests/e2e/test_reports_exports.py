@@ -7,7 +7,7 @@ import json
 import os
 import signal
 
-import psycopg2
+import boto3
 import requests
 
 from services import devstack
@@ -87,45 +87,45 @@ def test_an_export_comes_as_json_lines_files_with_exact_sizes(stack, services, t
     assert sorted((json.loads(line) for line in lines), key=key) == sorted(posted, key=key)
 
 
-def test_a_worker_killed_mid_render_leaves_the_job_to_another_worker(stack, services, tenant, db):
+def test_a_worker_killed_mid_render_leaves_the_job_to_another_worker(stack, services, tenant, db, names):
     app_id, key = tenant
-    insert_many_events(db, app_id, 150_000)
-    fast = {"SLUICE_JOB_HEARTBEAT_SECONDS": "0.05", "SLUICE_JOB_STALE_SECONDS": "2"}
+    total = 400_000  # ~54 MB of CSV: about ten 5 MiB parts
+    insert_many_events(db, app_id, total)
+    fast = {"SLUICE_JOB_HEARTBEAT_SECONDS": "0.05", "SLUICE_JOB_STALE_SECONDS": "2",
+            "SLUICE_RENDER_PART_BYTES": str(5 * 1024 * 1024)}
     control, doomed = services.control(), services.worker("doomed", **fast)
     services.beat(SLUICE_JOB_SWEEP_SECONDS="0.5", **fast)
     source = requests.post(control.url + "/reports", json={}, auth=(str(app_id), key), timeout=10).json()["source"]
     job_id = source[4:]
 
-    # Freeze the render in the middle of its COPY: hold the job row so its next progress update
-    # (a heartbeat it makes between rows) waits, then kill the worker there.
-    devstack.wait_until(lambda: query(stack.database_url, "SELECT status FROM render_jobs WHERE id = %s",
-                                      (job_id,))[0][0] == "running", 60, "render started", interval=0.01)
-    holder = psycopg2.connect(stack.database_url)
+    def job(columns="status"):
+        return query(stack.database_url, f"SELECT {columns} FROM render_jobs WHERE id = %s", (job_id,))[0]
+
+    # Past the first parts, freeze S3 (moto) so the render stops mid-stream with its multipart
+    # upload open, then kill the worker there: no clean shutdown, no chance to record anything.
+    devstack.wait_until(lambda: job("rows_written")[0] >= 100_000, 60, "render well under way", interval=0.01)
+    moto = stack.procs["moto"]
+    os.kill(moto.pid, signal.SIGSTOP)
     try:
-        with holder.cursor() as cur:
-            cur.execute("SELECT status, rows_written FROM render_jobs WHERE id = %s FOR UPDATE", (job_id,))
-            assert cur.fetchone()[0] == "running"
-        wait_for(lambda: query(stack.database_url, """SELECT count(*) FROM pg_stat_activity
-                                WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE render_jobs SET rows_written%%'""")[0][0],
-                 30, "the render blocked on its heartbeat")
+        assert job() == ("running",)
         os.killpg(doomed.proc.pid, signal.SIGKILL)
         doomed.proc.wait()
     finally:
-        holder.rollback()
-        holder.close()
-    assert query(stack.database_url, "SELECT status FROM render_jobs WHERE id = %s", (job_id,))[0][0] == "running"
+        os.kill(moto.pid, signal.SIGCONT)
+    s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url, region_name="us-east-1")
+    prefix = f"reports/{app_id}/{job_id}/"
+    assert s3.list_multipart_uploads(Bucket=names["exports_bucket"], Prefix=prefix).get("Uploads")
+    assert job() == ("running",)
 
     services.worker("rescuer", **fast)
-    wait_for(lambda: query(stack.database_url, "SELECT status FROM render_jobs WHERE id = %s",
-                           (job_id,))[0][0] == "done", 90, "the job finished by the other worker")
+    wait_for(lambda: job() == ("done",), 90, "the job finished by the other worker")
 
-    [(attempts, rows_written)] = query(stack.database_url,
-                                       "SELECT attempts, rows_written FROM render_jobs WHERE id = %s", (job_id,))
-    assert attempts == 2 and rows_written == 150_000
+    assert job("attempts, rows_written") == (2, total)
+    assert not s3.list_multipart_uploads(Bucket=names["exports_bucket"], Prefix=prefix).get("Uploads")
     link = requests.get(f"{control.url}/reports/{source}", auth=(str(app_id), key), timeout=5).json()["link"]
-    body = requests.get(link, timeout=30).content
+    body = requests.get(link, timeout=60).content
     [(size, row_count, sha256)] = query(stack.database_url, "SELECT size_bytes, row_count, sha256 FROM render_files "
                                                             "WHERE job_id = %s", (job_id,))
-    assert (len(body), hashlib.sha256(body).hexdigest(), row_count) == (size, sha256, 150_000)
+    assert (len(body), hashlib.sha256(body).hexdigest(), row_count) == (size, sha256, total)
     sequences = [int(line.rsplit(b",", 1)[1]) for line in body.splitlines()[1:]]
-    assert sequences == list(range(150_000))  # every event once, in time order
+    assert sequences == list(range(total))  # every event once, in time order

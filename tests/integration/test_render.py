@@ -125,6 +125,18 @@ def test_a_report_over_the_row_cap_ends_timeout_without_a_file(stack, names, pro
     assert listed.get("KeyCount", 0) == 0
 
 
+def test_a_render_past_the_time_limit_is_cancelled(stack, names, provisioned, s3, db, tenant):
+    settings = stack.settings(WorkerSettings, **names, render_max_seconds=0, job_heartbeat_seconds=0.01)
+    insert_many_events(db, tenant[0], 100_000)
+    report, export = new_job(db, tenant[0]), new_job(db, tenant[0], kind="export")
+    assert render.run(settings, db, s3, report.id) == "timeout"  # Barchart's word for it
+    assert render.run(settings, db, s3, export.id) == "failed"  # Mews has none but Failed
+    for job in (report, export):
+        done = load_job(db, tenant[0], job)
+        assert done.files == [] and done.rows_written < 100_000
+    assert not s3.list_multipart_uploads(Bucket=settings.exports_bucket).get("Uploads")
+
+
 def test_an_export_is_json_lines_split_into_files_by_size(stack, names, provisioned, s3, db, tenant):
     settings = stack.settings(WorkerSettings, **names, export_file_max_bytes=2000)
     app_id, _ = tenant
