@@ -1,7 +1,7 @@
 """Rendering report and export jobs: rows streamed out of Postgres with COPY into files on S3.
 
 Memory stays bounded whatever the row count: COPY hands over one row at a time and a file holds at
-most one multipart part in memory. A file is visible (a row in render_files, a link) only once its
+most two multipart parts in memory (one filling, one uploading). A file is visible (a row in render_files, a link) only once its
 upload completed, in the transaction that finishes the job.
 """
 import logging
