@@ -11,9 +11,8 @@ import boto3
 import requests
 
 from services import devstack
-from tests.conftest import query, wait_for
+from tests.conftest import make_tenant, query, wait_for
 from tests.integration.test_render import insert_many_events
-from tests.integration.test_reports_exports_api import second_tenant
 
 T0 = 1_700_000_000_000
 EVENTS = [
@@ -39,7 +38,7 @@ def wait_stored(stack, app_id, count):
 
 def test_a_report_file_holds_exactly_the_posted_events_that_match(stack, services, tenant, db):
     ingest, control, _worker = services.ingest(), services.control(), services.worker()
-    other = second_tenant(db)
+    other = make_tenant(db)
     posted = post_events(ingest, tenant, EVENTS)
     post_events(ingest, other, EVENTS)  # the same events for another app never show in ours
     wait_stored(stack, tenant[0], len(EVENTS))

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from services import aws, tenancy
+from services import aws
 from services.control.app import create_app
 from services.settings import ControlSettings, WorkerSettings
 from services.worker import render
-from tests.conftest import query
+from tests.conftest import make_tenant, query
 from tests.integration.test_render import insert_events
 
 MEWS = {"ClientToken": "client-token-1", "Client": "Sample Client 1.0.0"}
@@ -33,15 +33,6 @@ def worker(stack, names, provisioned, db):
     return lambda job_id: render.run(settings, db, s3, job_id)
 
 
-def second_tenant(db):
-    """A second, unrelated app and its key."""
-    with db.connection() as conn:
-        org_id = tenancy.create_org(conn, f"org-{uuid.uuid4().hex[:8]}")
-        app_id = tenancy.create_app(conn, org_id, "other")
-        _, key = tenancy.create_key(conn, app_id)
-    return app_id, key
-
-
 def basic(tenant):
     return {"auth": (str(tenant[0]), tenant[1])}
 
@@ -49,7 +40,7 @@ def basic(tenant):
 # --- reports ---------------------------------------------------------------------------------
 
 def test_reports_need_the_apps_own_basic_credentials(control, tenant, db):
-    other = second_tenant(db)
+    other = make_tenant(db)
     for auth in (None, (str(tenant[0]), "sk_wrong"), (str(other[0]), tenant[1]), ("", tenant[1])):
         resp = control.post("/reports", json={}, auth=auth)
         assert resp.status_code == 401, auth
@@ -119,7 +110,7 @@ def test_a_report_is_downloadable_once_complete_and_again_later(control, worker,
 
 def test_another_apps_report_is_as_unknown_as_a_missing_one(control, tenant, db):
     source = control.post("/reports", json={}, **basic(tenant)).json["source"]
-    other = second_tenant(db)
+    other = make_tenant(db)
     missing = f"JOB-{uuid.uuid4()}"
     for path in ("/reports/{}", "/reports/{}/availability"):
         theirs = control.get(path.format(source), **basic(other))
@@ -181,7 +172,7 @@ def test_get_all_takes_at_most_1000_ids(control, tenant):
 
 def test_get_all_answers_only_the_callers_exports(control, tenant, db):
     mine = add(control, tenant).json["Export"]["Id"]
-    other = second_tenant(db)
+    other = make_tenant(db)
     theirs = add(control, other).json["Export"]["Id"]
     resp = get_all(control, tenant, [theirs, "not-a-uuid", mine, str(uuid.uuid4())])
     assert [e["Id"] for e in resp.json["Exports"]] == [mine]
