@@ -113,6 +113,24 @@ class WorkerSettings(CommonSettings):
     worker_metrics_port: int = env("SLUICE_WORKER_METRICS_PORT", 9540,
                                    "Prometheus /metrics of a worker's main process; 0 turns it off")
     worker_metrics_host: str = env("SLUICE_WORKER_METRICS_HOST", "0.0.0.0", "address it listens on")
+    # issue 5: reports and exports
+    report_max_rows: int = env("SLUICE_REPORT_MAX_ROWS", 10_000_000,
+                               "a report with more matching events ends TIMEOUT")
+    render_max_seconds: int = env("SLUICE_RENDER_MAX_SECONDS", 3000,
+                                  "a render running longer ends TIMEOUT (report) or Failed (export)")
+    render_part_bytes: int = env("SLUICE_RENDER_PART_BYTES", 8 * 1024 * 1024,
+                                 "multipart upload part size (S3 needs at least 5 MiB)")
+    export_file_max_bytes: int = env("SLUICE_EXPORT_FILE_MAX_BYTES", 256 * 1024 * 1024,
+                                     "an export file is closed and the next begun at this size")
+    export_expiry_seconds: int = env("SLUICE_EXPORT_EXPIRY_SECONDS", 7 * 24 * 3600,
+                                     "an export reads Expired (and its files go) this long after it completed")
+    job_heartbeat_seconds: float = env("SLUICE_JOB_HEARTBEAT_SECONDS", 5.0,
+                                       "how often a render records progress and proves it is alive")
+    job_stale_seconds: float = env("SLUICE_JOB_STALE_SECONDS", 120.0,
+                                   "a running job silent this long is retried by another worker")
+    job_max_attempts: int = env("SLUICE_JOB_MAX_ATTEMPTS", 3, "after this many lost attempts a job fails")
+    job_sweep_seconds: float = env("SLUICE_JOB_SWEEP_SECONDS", 30.0,
+                                   "beat interval of the sweep that retries stale jobs and expires exports")
 
 
 # Variables read by the launchers (gunicorn config, `make run`), not by the applications.

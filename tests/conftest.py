@@ -83,6 +83,11 @@ def db(stack):
 @pytest.fixture
 def tenant(db):
     """A fresh org with one app and one key: (app_id, api_key)."""
+    return make_tenant(db)
+
+
+def make_tenant(db) -> tuple[int, str]:
+    """Another fresh org, app and key; cross-tenant tests make a second one with it."""
     with db.connection() as conn:
         org_id = tenancy.create_org(conn, f"org-{uuid.uuid4().hex[:8]}")
         app_id = tenancy.create_app(conn, org_id, "app")

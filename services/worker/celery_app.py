@@ -6,9 +6,11 @@ from celery import Celery, bootsteps
 
 from services.pg import Database
 from services.settings import WorkerSettings
+from services.worker.jobs import SWEEP_TASK
 
 log = logging.getLogger("sluice.worker")
 TASK_MODULES: list[str] = []
+TASK_MODULES.append("services.worker.tasks.render")  # issue 5: reports and exports
 
 
 class DrainStep(bootsteps.StartStopStep):
@@ -65,4 +67,9 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
         worker_hijack_root_logger=False,
     )
     app.steps["worker"].add(DrainStep)
+    # issue 5: reports and exports. A new dict: the default one is shared between Celery apps.
+    # A sweep that waited past the next one is dropped (expires) rather than piling up behind renders.
+    app.conf.beat_schedule = {**app.conf.beat_schedule, "sluice.sweep-render-jobs": {
+        "task": SWEEP_TASK, "schedule": settings.job_sweep_seconds,
+        "options": {"expires": settings.job_sweep_seconds}}}
     return app

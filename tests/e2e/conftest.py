@@ -51,6 +51,12 @@ def celery_worker(env, log_dir, name="worker"):
     return Service(name, cmd, env, log_dir)
 
 
+def celery_beat(env, log_dir):
+    cmd = [str(BIN / "celery"), "-A", "services.worker.main", "beat", "-l", "INFO",
+           "-s", str(log_dir / "celerybeat-schedule")]
+    return Service("beat", cmd, env, log_dir)
+
+
 @pytest.fixture
 def services(stack, names, provisioned, tmp_path):
     """A factory for real service processes; everything it started is stopped afterwards."""
@@ -70,6 +76,9 @@ def services(stack, names, provisioned, tmp_path):
 
         def worker(self, name="worker", **extra):
             return self._add(celery_worker({**env, **extra}, tmp_path, name))
+
+        def beat(self, **extra):
+            return self._add(celery_beat({**env, **extra}, tmp_path))
 
         def _add(self, service):
             started.append(service)

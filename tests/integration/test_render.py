@@ -1,0 +1,251 @@
+"""Rendering reports and exports into S3 (moto server) from the real Postgres, and the job sweep."""
+import csv
+import hashlib
+import io
+import json
+import uuid
+
+import pytest
+import redis
+from celery import Celery
+
+from services import aws
+from services.settings import WorkerSettings
+from services.worker import jobs, render
+from tests.conftest import query
+
+EVENTS = [  # (customer, product, type, timestamp, context)
+    ("ACME", "WEB", "LOGIN", 1_700_000_000_300, ["eu", "comma, inside"]),
+    ("ACME", "WEB", "CLICK", 1_700_000_000_100, ['a "quoted" word', "line\nbreak", "ünïcode"]),
+    ("ACME", "APP", "LOGIN", 1_700_000_000_200, []),
+    ("OTHER", "WEB", "LOGIN", 1_700_000_000_150, ["x"]),
+    ("ACME", "WEB", "LOGOUT", 1_700_000_000_900, ["late"]),
+]
+
+
+@pytest.fixture
+def settings(stack, names, provisioned):
+    return stack.settings(WorkerSettings, **names, job_heartbeat_seconds=0.05, job_stale_seconds=1.0)
+
+
+@pytest.fixture
+def s3(settings):
+    return aws.client(settings, "s3")
+
+
+def insert_events(db, app_id, events=EVENTS) -> str:
+    batch = str(uuid.uuid4())
+    with db.connection() as conn, conn.cursor() as cur:
+        for seq, (customer, product, type_, ts, context) in enumerate(events):
+            cur.execute("""INSERT INTO events (app_id, batch, sequence, customer, product, type, timestamp,
+                                               context, received_at)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())""",
+                        (app_id, batch, seq, customer, product, type_, ts, json.dumps(context)))
+    return batch
+
+
+def insert_many_events(db, app_id, count: int) -> None:
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO events (app_id, batch, sequence, customer, product, type, timestamp,
+                                           context, received_at)
+                       SELECT %s, %s, g, 'ACME', 'WEB', 'PAGE-VIEW', 1700000000000 + g,
+                              jsonb_build_array('session-' || (g %% 97), 'some context text'), now()
+                       FROM generate_series(0, %s - 1) g""", (app_id, str(uuid.uuid4()), count))
+
+
+def new_job(db, app_id, kind="report", entity="Event", job_filter=None) -> jobs.Job:
+    with db.connection() as conn:
+        return jobs.create(conn, app_id, kind, entity, job_filter or {})
+
+
+def load_job(db, app_id, job: jobs.Job) -> jobs.Job:
+    with db.connection() as conn:
+        return jobs.get(conn, app_id, job.kind, job.id)
+
+
+def fetch(s3, settings, key) -> bytes:
+    return s3.get_object(Bucket=settings.exports_bucket, Key=key)["Body"].read()
+
+
+def test_report_holds_the_apps_matching_events_in_time_order(settings, s3, db, tenant):
+    app_id, _ = tenant
+    batch = insert_events(db, app_id)
+    insert_events(db, app_id + 100_000)  # no such app can match; rows of another tenant never show
+    job = new_job(db, app_id, job_filter={"customer": "ACME", "product": "WEB",
+                                          "start": 1_700_000_000_100, "end": 1_700_000_000_900})
+
+    assert render.run(settings, db, s3, job.id) == "done"
+
+    done = load_job(db, app_id, job)
+    assert done.status == "done" and done.rows_written == 2 and len(done.files) == 1
+    body = fetch(s3, settings, done.files[0].s3_key)
+    rows = list(csv.reader(io.StringIO(body.decode())))
+    assert rows[0] == ["customer", "product", "type", "timestamp", "context", "batch", "sequence"]
+    # end is exclusive; CLICK (100) comes before LOGIN (300); APP and OTHER are filtered out.
+    assert [(r[2], int(r[3]), json.loads(r[4]), r[5], int(r[6])) for r in rows[1:]] == [
+        ("CLICK", 1_700_000_000_100, EVENTS[1][4], batch, 1),
+        ("LOGIN", 1_700_000_000_300, EVENTS[0][4], batch, 0),
+    ]
+    f = done.files[0]
+    assert (f.size_bytes, f.row_count, f.sha256) == (len(body), 2, hashlib.sha256(body).hexdigest())
+
+
+def test_report_with_no_match_is_a_header_only_file(settings, s3, db, tenant):
+    job = new_job(db, tenant[0], job_filter={"customer": "NOBODY"})
+    assert render.run(settings, db, s3, job.id) == "done"
+    done = load_job(db, tenant[0], job)
+    assert fetch(s3, settings, done.files[0].s3_key) == render.CSV_HEADER
+
+
+def test_a_large_report_streams_through_a_multipart_upload(settings, s3, db, tenant):
+    app_id, _ = tenant
+    insert_many_events(db, app_id, 120_000)  # ~9 MB of CSV: two 5 MiB parts
+    job = new_job(db, app_id)
+    assert render.run(settings, db, s3, job.id) == "done"
+
+    done = load_job(db, app_id, job)
+    f = done.files[0]
+    head = s3.head_object(Bucket=settings.exports_bucket, Key=f.s3_key)
+    assert head["ETag"].strip('"').endswith("-2")  # S3's mark of an object made of 2 parts
+    body = fetch(s3, settings, f.s3_key)
+    assert (f.row_count, f.size_bytes, f.sha256) == (120_000, len(body), hashlib.sha256(body).hexdigest())
+    timestamps = [int(line.split(b",")[3]) for line in body.splitlines()[1:]]
+    assert timestamps == sorted(timestamps) and len(timestamps) == 120_000
+    assert not s3.list_multipart_uploads(Bucket=settings.exports_bucket).get("Uploads")
+
+
+def test_a_report_over_the_row_cap_ends_timeout_without_a_file(stack, names, provisioned, s3, db, tenant):
+    settings = stack.settings(WorkerSettings, **names, report_max_rows=3)
+    job = new_job(db, tenant[0])
+    insert_events(db, tenant[0])  # 5 rows > 3
+    assert render.run(settings, db, s3, job.id) == "timeout"
+    done = load_job(db, tenant[0], job)
+    assert done.status == "timeout" and done.files == []
+    listed = s3.list_objects_v2(Bucket=settings.exports_bucket, Prefix=render.job_prefix(done))
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_render_past_the_time_limit_is_cancelled(stack, names, provisioned, s3, db, tenant):
+    settings = stack.settings(WorkerSettings, **names, render_max_seconds=0, job_heartbeat_seconds=0.01)
+    insert_many_events(db, tenant[0], 100_000)
+    report, export = new_job(db, tenant[0]), new_job(db, tenant[0], kind="export")
+    assert render.run(settings, db, s3, report.id) == "timeout"  # Barchart's word for it
+    assert render.run(settings, db, s3, export.id) == "failed"  # Mews has none but Failed
+    for job in (report, export):
+        done = load_job(db, tenant[0], job)
+        assert done.files == [] and done.rows_written < 100_000
+    assert not s3.list_multipart_uploads(Bucket=settings.exports_bucket).get("Uploads")
+
+
+def test_an_export_is_json_lines_split_into_files_by_size(stack, names, provisioned, s3, db, tenant):
+    settings = stack.settings(WorkerSettings, **names, export_file_max_bytes=2000)
+    app_id, _ = tenant
+    insert_many_events(db, app_id, 100)
+    job = new_job(db, app_id, kind="export", entity="Event")
+    assert render.run(settings, db, s3, job.id) == "done"
+
+    done = load_job(db, app_id, job)
+    assert len(done.files) > 3 and done.expires_at is not None
+    lines = []
+    for f in done.files:
+        body = fetch(s3, settings, f.s3_key)
+        assert f.size_bytes == len(body) <= 2000 and f.sha256 == hashlib.sha256(body).hexdigest()
+        assert f.row_count == body.count(b"\n")
+        lines += body.decode().splitlines()
+    exported = [json.loads(line) for line in lines]
+    assert [e["sequence"] for e in exported] == list(range(100))
+    assert exported[7] == {"customer": "ACME", "product": "WEB", "type": "PAGE-VIEW",
+                           "timestamp": 1700000000007, "context": ["session-7", "some context text"],
+                           "batch": exported[0]["batch"], "sequence": 7}
+
+
+def test_an_api_call_export_keeps_json_bodies_intact(settings, s3, db, tenant):
+    app_id, _ = tenant
+    request = {"time": "2024-01-02T03:04:05.000000Z", "uri": "https://api.example.com/a?b=c", "verb": "POST",
+               "ip_address": "10.0.0.1", "body": {"text": 'back\\slash "quote"\nnewline \u0001'}}
+    response = {"time": "2024-01-02T03:04:05.100000Z", "status": 201, "body": None}
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO api_calls (app_id, batch, sequence, request_time, response_time, uri, verb,
+                                              status, ip_address, user_id, request, response, received_at)
+                       VALUES (%s, %s, 0, now(), now(), 'https://api.example.com/a?b=c', 'POST', 201,
+                               '10.0.0.1', 'user-1', %s, %s, now())""",
+                    (app_id, str(uuid.uuid4()), json.dumps(request), json.dumps(response)))
+    job = new_job(db, app_id, kind="export", entity="ApiCall")
+    assert render.run(settings, db, s3, job.id) == "done"
+
+    body = fetch(s3, settings, load_job(db, app_id, job).files[0].s3_key).decode()
+    assert body.count("\n") == 1
+    exported = json.loads(body)
+    assert exported["request"] == request and exported["response"] == response
+    assert exported["user_id"] == "user-1"
+
+
+def test_a_job_renders_once_however_often_its_task_arrives(settings, s3, db, tenant):
+    job = new_job(db, tenant[0])
+    insert_events(db, tenant[0])
+    assert render.run(settings, db, s3, job.id) == "done"
+    assert render.run(settings, db, s3, job.id) is None  # redelivered: the claim finds it done
+    done = load_job(db, tenant[0], job)
+    assert done.attempts == 1 and done.rows_written == 5
+
+
+def test_an_attempt_that_lost_its_claim_cannot_finish(settings, s3, db, tenant, stack):
+    job = new_job(db, tenant[0])
+    insert_events(db, tenant[0])
+    with db.connection() as conn:
+        first = jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
+    query(stack.database_url, "UPDATE render_jobs SET heartbeat_at = now() - interval '1 hour' "
+                              "WHERE id = %s RETURNING id", (job.id,))
+    assert render.run(settings, db, s3, job.id) == "done"  # a second worker takes the silent job
+    with db.connection() as conn:
+        assert not jobs.heartbeat(conn, first, 3)
+        assert not jobs.finish(conn, first, "failed", 0, error="late")
+    done = load_job(db, tenant[0], job)
+    assert (done.status, done.attempts, done.rows_written) == ("done", 2, 5)
+
+
+@pytest.fixture
+def celery_client(stack):
+    # A Redis database of its own, so these tasks never reach the e2e tests' workers.
+    url = stack.redis_url.rsplit("/", 1)[0] + "/7"
+    redis.Redis.from_url(url).flushdb()
+    return Celery("sweep-test", broker=url, set_as_current=False), redis.Redis.from_url(url)
+
+
+def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(settings, s3, db, tenant, stack, celery_client):
+    app, broker = celery_client
+    silent, hopeless, fresh = (new_job(db, tenant[0]) for _ in range(3))
+    for job in (silent, hopeless, fresh):
+        with db.connection() as conn:
+            jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
+    query(stack.database_url, "UPDATE render_jobs SET heartbeat_at = now() - interval '1 minute', "
+                              "attempts = CASE WHEN id = %s THEN %s ELSE attempts END "
+                              "WHERE id IN (%s, %s) RETURNING id",
+          (hopeless.id, settings.job_max_attempts, silent.id, hopeless.id))
+
+    result = render.sweep(settings, db, s3, app)
+
+    assert result["requeued"] == [silent.id] and result["failed"] == [hopeless.id]
+    assert load_job(db, tenant[0], silent).status == "queued"
+    assert load_job(db, tenant[0], hopeless).status == "failed"
+    assert load_job(db, tenant[0], fresh).status == "running"
+    sent = [json.loads(m) for m in broker.lrange("celery", 0, -1)]
+    assert [(m["headers"]["task"], silent.id in m["headers"]["argsrepr"]) for m in sent] == [
+        (jobs.RENDER_TASK, True)]
+
+
+def test_the_sweep_expires_exports_and_deletes_their_files(settings, s3, db, tenant, stack, celery_client):
+    app_id, _ = tenant
+    insert_events(db, app_id)
+    job = new_job(db, app_id, kind="export")
+    assert render.run(settings, db, s3, job.id) == "done"
+    key = load_job(db, app_id, job).files[0].s3_key
+    query(stack.database_url, "UPDATE render_jobs SET expires_at = now() - interval '1 second' "
+                              "WHERE id = %s RETURNING id", (job.id,))
+
+    assert render.sweep(settings, db, s3, celery_client[0])["expired"] == [job.id]
+
+    expired = load_job(db, app_id, job)
+    assert expired.status == "expired" and expired.files == []
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=settings.exports_bucket, Key=key)
