@@ -88,3 +88,14 @@ class WorkerSettings(CommonSettings):
     drain_threads: int = env("SLUICE_DRAIN_THREADS", 2, "SQS drain threads per worker process")
     drain_wait_seconds: int = env("SLUICE_DRAIN_WAIT_SECONDS", 10, "SQS long-poll wait")
     link_expiry_seconds: int = env("SLUICE_LINK_EXPIRY_SECONDS", 900, "presigned link lifetime")
+    # issue 7: pipelines
+    pipeline_threads: int = env("SLUICE_PIPELINE_THREADS", 1, "pipeline runner threads per worker process")
+    pipeline_batch_size: int = env("SLUICE_PIPELINE_BATCH_SIZE", 500, "most events in one delivery")
+    pipeline_lease_seconds: float = env("SLUICE_PIPELINE_LEASE_SECONDS", 30.0,
+                                        "how long a dead runner keeps its pipelines before another takes over")
+    pipeline_poll_seconds: float = env("SLUICE_PIPELINE_POLL_SECONDS", 0.5,
+                                       "longest wait for new events when no notification arrives")
+    pipeline_retry_max_seconds: float = env("SLUICE_PIPELINE_RETRY_MAX_SECONDS", 300.0,
+                                            "longest backoff between failed deliveries")
+    pipeline_http_timeout_seconds: float = env("SLUICE_PIPELINE_HTTP_TIMEOUT_SECONDS", 10.0,
+                                               "http connector request timeout")

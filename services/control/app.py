@@ -3,6 +3,7 @@ import redis
 from flask import Flask
 
 from services import aws
+from services.control import connectors, pipelines
 from services.pg import Database
 from services.settings import ControlSettings
 from services.web import install_common, openapi_document
@@ -11,6 +12,7 @@ OPENAPI_PATHS = {
     "/system/version": {"get": {"summary": "Get version",
                                 "responses": {"200": {"description": "Version"}}}},
 }
+OPENAPI_PATHS.update(pipelines.OPENAPI_PATHS)
 
 
 def create_app(settings: ControlSettings | None = None) -> Flask:
@@ -18,6 +20,8 @@ def create_app(settings: ControlSettings | None = None) -> Flask:
     app = Flask("sluice.control")
     db = Database(settings.database_url)
     app.config.update(SETTINGS=settings, DB=db)
+    app.register_blueprint(connectors.bp)
+    app.register_blueprint(pipelines.bp)
 
     def s3_ready():
         aws.client(settings, "s3").head_bucket(Bucket=settings.exports_bucket)
