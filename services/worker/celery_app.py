@@ -5,6 +5,7 @@ import threading
 from celery import Celery, bootsteps
 
 from services.pg import Database
+from services.worker.runner import PipelineStep
 from services.settings import WorkerSettings
 
 log = logging.getLogger("sluice.worker")
@@ -54,4 +55,5 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
         worker_hijack_root_logger=False,
     )
     app.steps["worker"].add(DrainStep)
+    app.steps["worker"].add(PipelineStep)
     return app
