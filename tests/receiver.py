@@ -11,12 +11,15 @@ class Receiver:
         self.batches: list[list[dict]] = []
         self.headers: list[dict] = []
         self.fail_next = 0
+        self.delay = 0.0  # seconds each request takes, to keep a delivery in flight
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if receiver.delay:
+                    threading.Event().wait(receiver.delay)
                 with receiver.lock:
                     if receiver.fail_next > 0:
                         receiver.fail_next -= 1
