@@ -123,7 +123,7 @@ def mark_ready(conn, pipeline: Pipeline, owner: str) -> bool:
 
 def backoff_seconds(failures: int, ceiling: float) -> float:
     """Exponential from 0.5 s, jittered so that pipelines failing together spread their retries."""
-    return min(ceiling, 0.5 * 2 ** min(failures, 20)) * random.uniform(0.8, 1.2)
+    return min(ceiling, 0.5 * 2 ** min(failures, 20) * random.uniform(0.8, 1.2))
 
 
 def record_failure(conn, pipeline: Pipeline, owner: str, error: str, ceiling: float) -> None:
