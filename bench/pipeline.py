@@ -71,7 +71,7 @@ class Receiver:
 def _run_runner(database_url: str, stop):
     from services.worker.runner import Runner
     settings = WorkerSettings(database_url=database_url, redis_url="unused")
-    Runner(settings, Database(database_url, maxconn=2), name="bench").run(stop)
+    Runner(settings, name="bench").run(stop)
 
 
 def envelope(app_id, n):

@@ -70,9 +70,11 @@ def delete_pipeline(pipeline_id):
     return "", 204
 
 
-@bp.post("/pipelines/<pipeline_id>/<any(" + ", ".join(ACTIONS) + "):action>")
+@bp.post("/pipelines/<pipeline_id>/<action>")
 def pipeline_action(pipeline_id, action):
     app_id = caller_app()
+    if action not in ACTIONS:  # answered here rather than by routing, to keep the Formance error shape
+        raise ApiError(404, "NOT_FOUND", f"no action {action!r}: one of {', '.join(ACTIONS)}")
     try:
         with db().connection() as conn:
             row = store.apply_action(conn, app_id, _pipeline_id(pipeline_id), action)

@@ -11,12 +11,12 @@ import socket
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 import psycopg2
 from celery import bootsteps
 from prometheus_client import Counter
 
-from services.pg import Database
 from services.worker import delivery, drivers
 
 log = logging.getLogger("sluice.pipelines")
@@ -29,9 +29,9 @@ SLICE_SECONDS = 5.0  # one pipeline's turn, so a long backfill does not starve t
 
 
 class Runner:
-    def __init__(self, settings, db: Database, name: str = "runner"):
+    def __init__(self, settings, name: str = "runner"):
         self.settings = settings
-        self.db = db
+        self._conn = None  # one thread, one connection: kept open across batches
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:8]}"
         self._drivers: dict[tuple[str, int], drivers.Driver] = {}
         self._listener = None
@@ -52,16 +52,22 @@ class Runner:
                             exc_info=not isinstance(exc, psycopg2.OperationalError))
                 stop.wait(delay)
         try:
-            with self.db.connection() as conn:
+            with self.transaction() as conn:
                 delivery.release(conn, self.owner)
         except psycopg2.Error:
             pass  # the leases lapse on their own
+        self.close()
+
+    def close(self) -> None:
         self._close_listener()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def tick(self, stop: threading.Event | None = None) -> bool:
         """One round over the pipelines this runner holds; True when some have more to send now."""
         self._listen()  # before reading, so nothing stored after the read goes unnoticed
-        with self.db.connection() as conn:
+        with self.transaction() as conn:
             pipelines = delivery.claim(conn, self.owner, self.settings.pipeline_lease_seconds, CLAIM_LIMIT)
         busy = False
         for pipeline in pipelines:
@@ -76,7 +82,7 @@ class Runner:
         limit = min(self.settings.pipeline_batch_size, driver.max_items or self.settings.pipeline_batch_size)
         deadline = time.monotonic() + SLICE_SECONDS
         while time.monotonic() < deadline:
-            with self.db.connection() as conn:
+            with self.transaction() as conn:
                 batch = delivery.read_batch(conn, pipeline.module, pipeline.app_id, pipeline.position, limit)
                 if batch is None:
                     if pipeline.label == "INIT" and delivery.mark_ready(conn, pipeline, self.owner):
@@ -89,11 +95,11 @@ class Runner:
             except Exception as exc:  # whatever the destination did, the batch is retried
                 FAILED.labels(pipeline.driver).inc()
                 log.warning("pipeline %s: delivery failed: %s", pipeline.id, exc)
-                with self.db.connection() as conn:
+                with self.transaction() as conn:
                     delivery.record_failure(conn, pipeline, self.owner, str(exc),
                                             self.settings.pipeline_retry_max_seconds)
                 return False
-            with self.db.connection() as conn:
+            with self.transaction() as conn:
                 label = delivery.save_position(conn, pipeline, self.owner, batch,
                                                self.settings.pipeline_lease_seconds)
             DELIVERED.labels(pipeline.driver).inc(len(batch.docs))
@@ -101,6 +107,18 @@ class Runner:
                 return False  # paused, stopped, reset, deleted, or taken over
             pipeline.position = batch.last
         return True
+
+    @contextmanager
+    def transaction(self):
+        """This runner's connection inside a transaction; a broken connection is dropped."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(self.settings.database_url, connect_timeout=3)
+        try:
+            with self._conn:
+                yield self._conn
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            self._conn.close()
+            raise
 
     def _driver(self, pipeline: delivery.Pipeline) -> drivers.Driver:
         key = (pipeline.id, pipeline.generation)
@@ -151,9 +169,8 @@ class PipelineStep(bootsteps.StartStopStep):
 
     def start(self, worker):
         settings = worker.app.conf.sluice_settings
-        db = Database(settings.database_url, maxconn=settings.pipeline_threads + 1)
         for n in range(settings.pipeline_threads):
-            runner = Runner(settings, db, name=f"runner-{n}")
+            runner = Runner(settings, name=f"runner-{n}")
             thread = threading.Thread(target=runner.run, args=(self.stop_event,),
                                       name=f"sluice-pipelines-{n}", daemon=True)
             thread.start()

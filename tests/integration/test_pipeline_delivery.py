@@ -62,11 +62,16 @@ def control(stack, tenant):
 
 
 @pytest.fixture
-def make_runner(stack, db):
+def make_runner(stack):
+    made = []
+
     def make(**overrides):
         settings = stack.settings(WorkerSettings, **{"pipeline_poll_seconds": 0.05, **overrides})
-        return Runner(settings, db)
-    return make
+        made.append(Runner(settings))
+        return made[-1]
+    yield make
+    for runner in made:
+        runner.close()
 
 
 def run_until(runner, check, what, timeout=20):

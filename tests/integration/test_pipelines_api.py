@@ -132,6 +132,7 @@ def test_pipeline_starts_in_init_and_moves_through_the_state_machine(api):
     assert act("start")["label"] == "PAUSE"
     assert act("resume") == {"label": "INIT", "cursor": ""}
     act("resume", 409)
+    assert api.post(f"/pipelines/{pid}/explode").json["errorCode"] == "NOT_FOUND"
     assert act("stop")["label"] == "STOP"
     assert act("reset") == {"label": "INIT", "cursor": ""}
 
