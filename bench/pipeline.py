@@ -180,7 +180,7 @@ def backfill(db, url, app_id, receiver, n: int) -> tuple[float, float]:
     before = receiver.count
     t0 = time.perf_counter()
     pipeline_id = new_pipeline(db, app_id, receiver.url)
-    devstack.wait_until(lambda: label(db, pipeline_id) == "READY", 300, "backfill READY", interval=0.02)
+    devstack.wait_until(lambda: label(db, pipeline_id) == "READY", 300, "backfill READY", interval=0.05)
     took = time.perf_counter() - t0
     assert receiver.count - before >= n, (receiver.count - before, n)
     return took, floor
@@ -218,7 +218,9 @@ def main(argv) -> int:
         floor99 = pct(notify, 99) + pct(post, 99)
         lat = latency(db, latency_app, receiver, args.seconds, args.rate)
         p50, p99, worst = pct(lat, 50), pct(lat, 99), max(lat)
-        print(f"latency, {len(lat)} transactions of 10 events at {args.rate} events/s for {args.seconds:.0f} s:")
+        achieved = len(lat) * 10 / args.seconds
+        print(f"latency, {len(lat)} transactions of 10 events for {args.seconds:.0f} s "
+              f"({achieved:.0f} events/s stored; asked for {args.rate}):")
         print(f"  commit -> destination  p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  max {worst * 1000:7.1f} ms"
               f"   (target p99 < 2000 ms: {'met' if p99 < 2 else 'MISSED'})")
         print(f"  floor (NOTIFY + bare POST) p50 {floor50 * 1000:7.2f} ms  p99 {floor99 * 1000:7.2f} ms")
