@@ -209,3 +209,26 @@ def test_a_pipeline_delivers_only_its_own_apps_events(db, tenant, control, recei
     runner = make_runner()
     run_until(runner, lambda: control.get(pid)["state"]["label"] == "READY", "READY")
     assert len(receiver.events()) == 1
+
+
+def test_flush_interval_holds_a_short_batch_back_until_its_oldest_event_is_that_old(db, tenant, control, receiver,
+                                                                                   make_runner):
+    pid = control.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 100, "flushInterval": "1s"}})
+    runner = make_runner()
+    run_until(runner, lambda: control.get(pid)["state"]["label"] == "READY", "READY")
+    store_events(db, tenant[0], 2)
+    runner.tick()
+    assert receiver.events() == []  # two events are not a full batch, and they are younger than 1 s
+    store_events(db, tenant[0], 1)
+    run_until(runner, lambda: receiver.batches, "the held batch")
+    assert [len(b) for b in receiver.batches] == [3]
+
+
+def test_noop_and_stdout_connectors_move_the_cursor(db, tenant, control, make_runner, capsys):
+    store_events(db, tenant[0], 2)
+    noop = control.pipeline_to("noop", {})
+    stdout = control.pipeline_to("stdout", {})
+    runner = make_runner()
+    run_until(runner, lambda: all(control.get(p)["delivered"] == 2 for p in (noop, stdout)), "both delivered")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [e["type"] for e in lines] == ["T0", "T1"]
