@@ -14,7 +14,6 @@ shipped defaults, then:
 import argparse
 import json
 import multiprocessing
-import os
 import select
 import shutil
 import statistics

@@ -52,9 +52,9 @@ def _pipeline_id(raw: str) -> str:
 
 @bp.get("/pipelines/<pipeline_id>")
 def get_pipeline(pipeline_id):
-    app_id = caller_app()
+    app_id, pipeline_id = caller_app(), _pipeline_id(pipeline_id)
     with db().connection() as conn:
-        row = store.get_pipeline(conn, app_id, _pipeline_id(pipeline_id))
+        row = store.get_pipeline(conn, app_id, pipeline_id)
     if row is None:
         raise not_found("pipeline")
     return jsonify(data=store.pipeline_view(row))
@@ -62,9 +62,9 @@ def get_pipeline(pipeline_id):
 
 @bp.delete("/pipelines/<pipeline_id>")
 def delete_pipeline(pipeline_id):
-    app_id = caller_app()
+    app_id, pipeline_id = caller_app(), _pipeline_id(pipeline_id)
     with db().connection() as conn:
-        deleted = store.delete_pipeline(conn, app_id, _pipeline_id(pipeline_id))
+        deleted = store.delete_pipeline(conn, app_id, pipeline_id)
     if not deleted:
         raise not_found("pipeline")
     return "", 204
@@ -75,9 +75,10 @@ def pipeline_action(pipeline_id, action):
     app_id = caller_app()
     if action not in ACTIONS:  # answered here rather than by routing, to keep the Formance error shape
         raise ApiError(404, "NOT_FOUND", f"no action {action!r}: one of {', '.join(ACTIONS)}")
+    pipeline_id = _pipeline_id(pipeline_id)
     try:
         with db().connection() as conn:
-            row = store.apply_action(conn, app_id, _pipeline_id(pipeline_id), action)
+            row = store.apply_action(conn, app_id, pipeline_id, action)
     except TransitionNotAllowed as exc:
         raise ApiError(409, "CONFLICT", str(exc)) from None
     if row is None:

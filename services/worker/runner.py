@@ -96,7 +96,7 @@ class Runner:
                 FAILED.labels(pipeline.driver).inc()
                 log.warning("pipeline %s: delivery failed: %s", pipeline.id, exc)
                 with self.transaction() as conn:
-                    delivery.record_failure(conn, pipeline, self.owner, str(exc),
+                    delivery.record_failure(conn, pipeline, self.owner, str(exc) or repr(exc),
                                             self.settings.pipeline_retry_max_seconds)
                 return False
             with self.transaction() as conn:
