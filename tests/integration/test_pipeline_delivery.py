@@ -232,3 +232,17 @@ def test_noop_and_stdout_connectors_move_the_cursor(db, tenant, control, make_ru
     run_until(runner, lambda: all(control.get(p)["delivered"] == 2 for p in (noop, stdout)), "both delivered")
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [e["type"] for e in lines] == ["T0", "T1"]
+
+
+def test_a_batch_in_flight_across_a_reset_does_not_save_its_position(db, tenant, control, receiver):
+    from services.worker import delivery
+    store_events(db, tenant[0], 3)
+    pid = control.pipeline_to("http", {"url": receiver.url})
+    with db.connection() as conn:
+        [pipeline] = [p for p in delivery.claim(conn, "me", 30, 1000) if p.id == pid]
+        batch = delivery.read_batch(conn, "events", tenant[0], pipeline.position, 10)
+    control.act(pid, "reset")  # while the batch is on its way
+    with db.connection() as conn:
+        assert delivery.save_position(conn, pipeline, "me", batch, 30) is None
+        delivery.release(conn, "me")
+    assert control.get(pid)["state"]["cursor"] == "" and control.get(pid)["delivered"] == 0
