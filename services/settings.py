@@ -131,6 +131,17 @@ class WorkerSettings(CommonSettings):
     job_max_attempts: int = env("SLUICE_JOB_MAX_ATTEMPTS", 3, "after this many lost attempts a job fails")
     job_sweep_seconds: float = env("SLUICE_JOB_SWEEP_SECONDS", 30.0,
                                    "beat interval of the sweep that retries stale jobs and expires exports")
+    # issue 7: pipelines
+    pipeline_threads: int = env("SLUICE_PIPELINE_THREADS", 1, "pipeline runner threads per worker process")
+    pipeline_batch_size: int = env("SLUICE_PIPELINE_BATCH_SIZE", 500, "most events in one delivery")
+    pipeline_lease_seconds: float = env("SLUICE_PIPELINE_LEASE_SECONDS", 30.0,
+                                        "how long a dead runner keeps its pipelines before another takes over")
+    pipeline_poll_seconds: float = env("SLUICE_PIPELINE_POLL_SECONDS", 0.5,
+                                       "longest wait for new events when no notification arrives")
+    pipeline_retry_max_seconds: float = env("SLUICE_PIPELINE_RETRY_MAX_SECONDS", 300.0,
+                                            "longest backoff between failed deliveries")
+    pipeline_http_timeout_seconds: float = env("SLUICE_PIPELINE_HTTP_TIMEOUT_SECONDS", 10.0,
+                                               "http connector request timeout")
 
 
 # Variables read by the launchers (gunicorn config, `make run`), not by the applications.

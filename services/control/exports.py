@@ -15,6 +15,13 @@ from services.worker import jobs
 from shared.errors import flatten_marshmallow, simple_error
 from shared.schemas.mews import export_add_schema, export_body, export_get_all_schema, valid_ids
 
+OPENAPI_PATHS = {
+    "/api/connector/v1/exports/add": {"post": {"summary": "Add export (Mews)",
+                                               "responses": {"200": {"description": "{Export}"}}}},
+    "/api/connector/v1/exports/getAll": {"post": {"summary": "Get exports (Mews)",
+                                                  "responses": {"200": {"description": "{Exports}"}}}},
+}
+
 bp = Blueprint("exports", __name__, url_prefix="/api/connector/v1/exports")
 
 

@@ -9,6 +9,16 @@ from services.worker import jobs
 from shared.errors import barchart_error, flatten_marshmallow
 from shared.schemas.reports import job_body, load_report_request, parse_source
 
+OPENAPI_PATHS = {
+    "/reports": {"post": {"summary": "Start report (Barchart)", "security": [{"basic": []}],
+                          "responses": {"200": {"description": "Job"}, "400": {"description": "Bad filter"}}}},
+    "/reports/{source}/availability": {"get": {"summary": "Check report status", "security": [{"basic": []}],
+                                               "responses": {"200": {"description": "Job"}}}},
+    "/reports/{source}": {"get": {"summary": "Download report: a presigned link", "security": [{"basic": []}],
+                                  "responses": {"200": {"description": "{link}"},
+                                                "409": {"description": "Not COMPLETE"}}}},
+}
+
 bp = Blueprint("reports", __name__)
 
 

@@ -5,6 +5,7 @@ import threading
 from celery import Celery, bootsteps
 
 from services.pg import Database
+from services.worker.runner import PipelineStep
 from services.settings import WorkerSettings
 from services.worker.jobs import SWEEP_TASK
 
@@ -67,6 +68,7 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
         worker_hijack_root_logger=False,
     )
     app.steps["worker"].add(DrainStep)
+    app.steps["worker"].add(PipelineStep)
     # issue 5: reports and exports. A new dict: the default one is shared between Celery apps.
     # A sweep that waited past the next one is dropped (expires) rather than piling up behind renders.
     app.conf.beat_schedule = {**app.conf.beat_schedule, "sluice.sweep-render-jobs": {

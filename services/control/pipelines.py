@@ -1,0 +1,101 @@
+"""Pipelines (Formance): a module's stored events streamed to a connector, and their state machine.
+
+The control API only records the wanted state; the worker fleet's runners deliver.
+"""
+from flask import Blueprint, jsonify
+from marshmallow import ValidationError
+
+from shared.errors import flatten_marshmallow
+from shared.schemas.formance import ACTIONS, TransitionNotAllowed, load_pipeline
+from services.control import formance_store as store
+from services.control.formance import (ApiError, caller_app, cursor_page, db, install_errors, json_body,
+                                       not_found, validation)
+
+bp = Blueprint("pipelines", __name__)
+install_errors(bp)
+
+
+@bp.get("/pipelines")
+def list_pipelines():
+    app_id = caller_app()
+    with db().connection() as conn:
+        return jsonify(cursor_page(conn, "pipelines", app_id, store.pipeline_view))
+
+
+@bp.post("/pipelines")
+def create_pipeline():
+    app_id = caller_app()
+    try:
+        wanted = load_pipeline(json_body())
+    except ValidationError as exc:
+        field, message = flatten_marshmallow(exc.messages)[0]
+        raise validation(f"{field}: {message}") from None
+    connector_id = store.parse_id(wanted["connectorID"])
+    if connector_id is None:
+        raise not_found("connector")
+    try:
+        with db().connection() as conn:
+            row = store.create_pipeline(conn, app_id, wanted["module"], connector_id)
+    except store.DuplicatePipeline as exc:
+        raise ApiError(409, "CONFLICT", str(exc)) from None
+    if row is None:
+        raise not_found("connector")
+    return jsonify(data=store.pipeline_view(row)), 201
+
+
+def _pipeline_id(raw: str) -> str:
+    pipeline_id = store.parse_id(raw)
+    if pipeline_id is None:
+        raise not_found("pipeline")
+    return pipeline_id
+
+
+@bp.get("/pipelines/<pipeline_id>")
+def get_pipeline(pipeline_id):
+    app_id, pipeline_id = caller_app(), _pipeline_id(pipeline_id)
+    with db().connection() as conn:
+        row = store.get_pipeline(conn, app_id, pipeline_id)
+    if row is None:
+        raise not_found("pipeline")
+    return jsonify(data=store.pipeline_view(row))
+
+
+@bp.delete("/pipelines/<pipeline_id>")
+def delete_pipeline(pipeline_id):
+    app_id, pipeline_id = caller_app(), _pipeline_id(pipeline_id)
+    with db().connection() as conn:
+        deleted = store.delete_pipeline(conn, app_id, pipeline_id)
+    if not deleted:
+        raise not_found("pipeline")
+    return "", 204
+
+
+@bp.post("/pipelines/<pipeline_id>/<action>")
+def pipeline_action(pipeline_id, action):
+    app_id = caller_app()
+    if action not in ACTIONS:  # answered here rather than by routing, to keep the Formance error shape
+        raise ApiError(404, "NOT_FOUND", f"no action {action!r}: one of {', '.join(ACTIONS)}")
+    pipeline_id = _pipeline_id(pipeline_id)
+    try:
+        with db().connection() as conn:
+            row = store.apply_action(conn, app_id, pipeline_id, action)
+    except TransitionNotAllowed as exc:
+        raise ApiError(409, "CONFLICT", str(exc)) from None
+    if row is None:
+        raise not_found("pipeline")
+    return "", 202
+
+
+def _op(summary: str, status: str) -> dict:
+    return {"summary": summary, "security": [{"basic": []}], "responses": {status: {"description": summary}}}
+
+
+_ID = "/pipelines/{pipelineID}"
+OPENAPI_PATHS = {
+    "/connectors": {"get": _op("List connectors", "200"), "post": _op("Create connector", "201")},
+    "/connectors/{connectorID}": {"get": _op("Get connector state", "200"),
+                                  "delete": _op("Delete connector", "204")},
+    "/pipelines": {"get": _op("List pipelines", "200"), "post": _op("Create pipeline", "201")},
+    _ID: {"get": _op("Get pipeline state", "200"), "delete": _op("Delete pipeline", "204")},
+    **{f"{_ID}/{action}": {"post": _op(f"{action.capitalize()} pipeline", "202")} for action in ACTIONS},
+}

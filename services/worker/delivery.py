@@ -1,0 +1,154 @@
+"""Delivering a pipeline's stored events to its connector: reading, leases, cursor, retries.
+
+Positions are (xid, id): the writing transaction's id, then the row's. A reader only takes rows
+whose transaction is older than the oldest transaction still running (the snapshot's xmin), so
+every row it could ever see at or below a position is already visible: the cursor never jumps
+over a row that commits late. See docs/pipelines.md.
+"""
+import random
+from dataclasses import dataclass
+
+from psycopg2.extras import Json
+
+# Leases and cursor positions need not wait for the WAL flush: if a crash loses the last save,
+# the batch after the surviving position is delivered again, which at-least-once allows. This
+# takes a disk flush off every batch.
+_NO_FLUSH = "SET LOCAL synchronous_commit = off"
+
+# The start of every stream: rows stored before migration 0006 have xid 0.
+ORIGIN = ("0", 0)
+
+_DOCS = {
+    "events": """json_build_object(
+        'id', r.id, 'batch', r.batch, 'sequence', r.sequence, 'customer', r.customer,
+        'product', r.product, 'type', r.type, 'timestamp', r.timestamp, 'context', r.context,
+        'receivedAt', r.received_at)""",
+    "api_calls": """json_build_object(
+        'id', r.id, 'batch', r.batch, 'sequence', r.sequence, 'request', r.request,
+        'response', r.response, 'user_id', r.user_id, 'company_id', r.company_id,
+        'session_token', r.session_token, 'direction', r.direction, 'weight', r.weight,
+        'transaction_id', r.transaction_id, 'tags', r.tags, 'metadata', r.metadata,
+        'receivedAt', r.received_at)""",
+}
+
+
+@dataclass
+class Pipeline:
+    """What a runner needs of a pipeline it holds the lease of."""
+
+    id: str
+    app_id: int
+    module: str
+    label: str
+    generation: int
+    position: tuple[str, int]
+    driver: str
+    config: dict
+
+
+@dataclass
+class Batch:
+    docs: list[str]
+    first: tuple[str, int]
+    last: tuple[str, int]
+    age: float  # seconds since the first event was stored
+
+
+def read_batch(conn, module: str, app_id: int, after: tuple[str, int], limit: int) -> Batch | None:
+    """The next events after `after`, in (xid, id) order, only from finished transactions."""
+    with conn.cursor() as cur:
+        cur.execute(f"""
+            SELECT r.xid::text AS row_xid, r.id,
+                   EXTRACT(EPOCH FROM clock_timestamp() - r.stored_at)::float8,
+                   {_DOCS[module]}::text
+            FROM {module} r
+            WHERE r.app_id = %(app)s AND (r.xid, r.id) > (%(xid)s::xid8, %(id)s)
+              AND r.xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+            ORDER BY r.xid, r.id
+            LIMIT %(n)s""", {"app": app_id, "xid": after[0], "id": after[1], "n": limit})
+        rows = cur.fetchall()
+    if not rows:
+        return None
+    return Batch(docs=[r[3] for r in rows], first=(rows[0][0], rows[0][1]), last=(rows[-1][0], rows[-1][1]),
+                 age=rows[0][2])
+
+
+def claim(conn, owner: str, lease_seconds: float, limit: int) -> list[Pipeline]:
+    """Take (or keep) the leases of running pipelines that are due; SKIP LOCKED spreads them.
+
+    A lease nobody renews lapses, so the pipelines of a worker that died move to another.
+    """
+    with conn.cursor() as cur:
+        cur.execute(_NO_FLUSH)
+        cur.execute("""
+            UPDATE pipelines p
+            SET lease_owner = %(owner)s, lease_expires = now() + %(lease)s * interval '1 second'
+            FROM (SELECT id FROM pipelines
+                  WHERE label IN ('INIT', 'READY') AND next_attempt_at <= now()
+                    AND (lease_owner IS NULL OR lease_owner = %(owner)s OR lease_expires < now())
+                  ORDER BY next_attempt_at
+                  LIMIT %(limit)s
+                  FOR UPDATE SKIP LOCKED) due,
+                 connectors c
+            WHERE p.id = due.id AND c.id = p.connector_id
+            RETURNING p.id::text, p.app_id, p.module, p.label, p.generation,
+                      p.cursor_xid::text, p.cursor_id, c.driver, c.config""",
+                    {"owner": owner, "lease": lease_seconds, "limit": limit})
+        return [Pipeline(id=r[0], app_id=r[1], module=r[2], label=r[3], generation=r[4],
+                         position=(r[5], r[6]) if r[6] is not None else ORIGIN, driver=r[7], config=r[8])
+                for r in cur.fetchall()]
+
+
+def save_position(conn, pipeline: Pipeline, owner: str, batch: Batch, lease_seconds: float) -> str | None:
+    """Record a delivered batch and renew the lease; return the pipeline's label now.
+
+    None means the batch's position must not be kept: the pipeline was reset or deleted, or its
+    lease went to another runner. Saved even when paused meanwhile: those events did arrive.
+    """
+    with conn.cursor() as cur:
+        cur.execute(_NO_FLUSH)
+        cur.execute("""
+            UPDATE pipelines
+            SET cursor_xid = %(xid)s::xid8, cursor_id = %(id)s, delivered = delivered + %(n)s, failures = 0,
+                lease_expires = now() + %(lease)s * interval '1 second'
+            WHERE id = %(pipeline)s AND generation = %(generation)s AND lease_owner = %(owner)s
+            RETURNING label""",
+                    {"xid": batch.last[0], "id": batch.last[1], "n": len(batch.docs), "lease": lease_seconds,
+                     "pipeline": pipeline.id, "generation": pipeline.generation, "owner": owner})
+        row = cur.fetchone()
+        return row[0] if row else None
+
+
+def mark_ready(conn, pipeline: Pipeline, owner: str) -> bool:
+    """INIT -> READY once the backfill has caught up."""
+    with conn.cursor() as cur:
+        cur.execute("""UPDATE pipelines SET state = %s, label = 'READY'
+                       WHERE id = %s AND generation = %s AND lease_owner = %s AND label = 'INIT'""",
+                    (Json({"label": "READY"}), pipeline.id, pipeline.generation, owner))
+        return cur.rowcount == 1
+
+
+def backoff_seconds(failures: int, ceiling: float) -> float:
+    """Exponential from 0.5 s, jittered so that pipelines failing together spread their retries."""
+    return min(ceiling, 0.5 * 2 ** min(failures, 20) * random.uniform(0.8, 1.2))
+
+
+def record_failure(conn, pipeline: Pipeline, owner: str, error: str, ceiling: float) -> None:
+    """Keep the error visible and schedule the retry of the same batch."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT failures FROM pipelines WHERE id = %s AND lease_owner = %s FOR UPDATE",
+                    (pipeline.id, owner))
+        row = cur.fetchone()
+        if row is None:
+            return
+        cur.execute("""UPDATE pipelines
+                       SET failures = failures + 1, last_error = %s, last_error_at = now(),
+                           next_attempt_at = now() + %s * interval '1 second'
+                       WHERE id = %s""", (error[:2000], backoff_seconds(row[0], ceiling), pipeline.id))
+
+
+def release(conn, owner: str) -> None:
+    """Give up every lease of a runner that stops cleanly, so others take over at once."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE pipelines SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = %s",
+                    (owner,))

@@ -1,0 +1,17 @@
+"""Connector drivers: where a pipeline's batches go.
+
+A driver gets a batch as JSON texts (one per event, in delivery order) and either delivers all of
+it or raises DeliveryFailed; the runner then retries the same batch with backoff. Delivery is at
+least once, so a destination may see a batch again after a failure or a takeover.
+"""
+from services.worker.drivers.base import DeliveryFailed, Driver
+
+
+def build(driver: str, config: dict, settings, pipeline_id: str) -> Driver:
+    """A driver for a connector's (already validated) config."""
+    from services.worker.drivers import http, s3, simple
+    kinds = {"http": http.HttpDriver, "s3": s3.S3Driver, "stdout": simple.StdoutDriver, "noop": simple.NoopDriver}
+    return kinds[driver](config, settings, pipeline_id)
+
+
+__all__ = ["DeliveryFailed", "Driver", "build"]

@@ -1,0 +1,18 @@
+"""What every driver shares: its batching options."""
+
+
+class DeliveryFailed(Exception):
+    """The destination did not take the batch; the runner retries it."""
+
+
+class Driver:
+    def __init__(self, config: dict, settings, pipeline_id: str):
+        batching = config.get("batching") or {}
+        self.max_items: int | None = batching.get("maxItems")
+        # Hold a short batch back until its oldest event is this old, to send fuller batches.
+        self.flush_interval: float = float(batching.get("flushInterval") or 0.0)
+        self.pipeline_id = pipeline_id
+
+    def send(self, docs: list[str], first: tuple[str, int]) -> None:
+        """Deliver the batch whose first event sits at `first` (xid, id); raise DeliveryFailed."""
+        raise NotImplementedError

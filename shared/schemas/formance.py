@@ -1,0 +1,178 @@
+"""Formance simple ingester contract (reference 004): connectors, pipelines, states, cursor pages.
+
+A connector is a destination: `driver` plus a `config` validated by that driver's schema. A
+pipeline streams one module (a stored event stream) to one connector. This module holds the wire
+shapes and the state machine; it knows nothing of HTTP or of the database.
+"""
+import base64
+import binascii
+import json
+import re
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from shared.enums import PipelineState
+
+# Our event streams, by the table that stores them.
+MODULES = ("events", "api_calls")
+
+PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 15, 1000
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE  # a misspelt option must not be silently ignored
+
+
+class Duration(fields.Field):
+    """A duration as Go writes it ("500ms", "1s", "2m") or a number of seconds; loaded as seconds."""
+
+    default_error_messages = {"invalid": 'Not a valid duration: use "500ms", "2s", "1m" or seconds.'}
+    _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", value) if isinstance(value, str) else None
+        if match is None:
+            raise self.make_error("invalid")
+        return float(match[1]) * self._UNITS[match[2]]
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
+class BatchingSchema(_Strict):
+    maxItems = fields.Integer(strict=True, validate=validate.Range(min=1, max=10_000), load_default=None)
+    flushInterval = Duration(load_default=0.0, validate=validate.Range(max=3600))
+
+
+class HttpConfigSchema(_Strict):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    headers = fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.String(),
+                          load_default=dict)
+    batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))
+
+
+class S3ConfigSchema(_Strict):
+    bucket = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"))
+    prefix = fields.String(load_default="", validate=validate.Length(max=512))
+    batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))
+
+
+class EmptyConfigSchema(_Strict):
+    """stdout and noop take no options (batching only)."""
+
+    batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))
+
+
+DRIVER_CONFIGS = {"http": HttpConfigSchema, "s3": S3ConfigSchema, "stdout": EmptyConfigSchema,
+                  "noop": EmptyConfigSchema}
+
+
+class ConnectorConfigurationSchema(_Strict):
+    driver = fields.String(required=True, validate=validate.OneOf(sorted(DRIVER_CONFIGS)))
+    config = fields.Dict(required=True)
+
+    @validates_schema
+    def _config_fits_driver(self, data, **kwargs):
+        driver = DRIVER_CONFIGS[data["driver"]]()
+        try:
+            data["config"] = driver.load(data["config"])
+        except ValidationError as exc:
+            raise ValidationError({"config": exc.messages}) from None
+
+
+class PipelineConfigurationSchema(_Strict):
+    module = fields.String(required=True, validate=validate.OneOf(MODULES))
+    connectorID = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+def load_connector(body) -> dict:
+    """{driver, config} with config validated (and defaults filled) by its driver; else ValidationError."""
+    if not isinstance(body, dict):
+        raise ValidationError({"body": ["Expected a JSON object {driver, config}."]})
+    return ConnectorConfigurationSchema().load(body)
+
+
+def load_pipeline(body) -> dict:
+    if not isinstance(body, dict):
+        raise ValidationError({"body": ["Expected a JSON object {module, connectorID}."]})
+    return PipelineConfigurationSchema().load(body)
+
+
+# --- the state machine -------------------------------------------------------------------------
+
+class TransitionNotAllowed(ValueError):
+    pass
+
+
+_RUNNING = {PipelineState.INIT.value, PipelineState.READY.value}
+
+
+def initial_state() -> dict:
+    return {"label": PipelineState.INIT.value}
+
+
+def transition(state: dict, action: str) -> dict:
+    """The state after `action`, or TransitionNotAllowed.
+
+    pause and stop keep the state they left as previousState; resume and start return to it
+    (stopping a paused pipeline keeps the whole chain, so start brings back PAUSE). reset is allowed
+    from anywhere and starts over in INIT.
+    """
+    label = state["label"]
+    if action == "pause" and label in _RUNNING:
+        return {"label": PipelineState.PAUSE.value, "previousState": state}
+    if action == "stop" and label != PipelineState.STOP.value:
+        return {"label": PipelineState.STOP.value, "previousState": state}
+    if action == "resume" and label == PipelineState.PAUSE.value:
+        return state["previousState"]
+    if action == "start" and label == PipelineState.STOP.value:
+        return state["previousState"]
+    if action == "reset":
+        return initial_state()
+    if action not in ACTIONS:
+        raise ValueError(action)
+    raise TransitionNotAllowed(f"cannot {action} a pipeline in state {label}")
+
+
+ACTIONS = ("pause", "resume", "start", "stop", "reset")
+
+
+# --- cursors -------------------------------------------------------------------------------------
+
+def encode_token(data: dict) -> str:
+    """An opaque page or position token: base64 of compact JSON."""
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
+
+
+def decode_token(token: str) -> dict:
+    """The dict inside a token; ValueError when it is not one of ours."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (binascii.Error, ValueError, UnicodeError):
+        raise ValueError("not a valid cursor") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a valid cursor")
+    return data
+
+
+def state_view(state: dict, cursor: str) -> dict:
+    """The Formance State: label, the cursor (on the current state), and previousState."""
+    view = {"label": state["label"], "cursor": cursor}
+    if state.get("previousState"):
+        view["previousState"] = _nested_state(state["previousState"])
+    return view
+
+
+def _nested_state(state: dict) -> dict:
+    view = {"label": state["label"]}
+    if state.get("previousState"):
+        view["previousState"] = _nested_state(state["previousState"])
+    return view
+
+
+def page(rows: list[dict], page_size: int, has_more: bool, previous: str, next_: str) -> dict:
+    return {"cursor": {"pageSize": page_size, "hasMore": has_more, "previous": previous, "next": next_,
+                       "data": rows}}
