@@ -3,43 +3,54 @@ import threading
 from contextlib import contextmanager
 
 import psycopg2
-from psycopg2.pool import ThreadedConnectionPool
+from psycopg2.pool import PoolError
 
 
 class Database:
-    """A lazily opened connection pool; nothing connects until the first query."""
+    """A small pool: at most `maxconn` connections, opened on demand and kept open for reuse.
 
-    def __init__(self, url: str, maxconn: int = 16, connect_timeout: int = 3):
+    (psycopg2's own pools close every returned connection beyond `minconn`, and raise instead of
+    waiting when all are busy; threads here should wait for a connection, and reuse it.)
+    """
+
+    def __init__(self, url: str, maxconn: int = 16, connect_timeout: int = 3, wait_seconds: float = 30):
         self.url = url
-        self._maxconn = maxconn
         self._connect_timeout = connect_timeout
-        self._pool = None
+        self._wait_seconds = wait_seconds
+        self._slots = threading.BoundedSemaphore(maxconn)
+        self._idle: list = []
         self._lock = threading.Lock()
 
-    def _get_pool(self) -> ThreadedConnectionPool:
+    def _checkout(self):
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadedConnectionPool(0, self._maxconn, self.url,
-                                                    connect_timeout=self._connect_timeout)
-            return self._pool
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn
+        return psycopg2.connect(self.url, connect_timeout=self._connect_timeout)
 
     @contextmanager
     def connection(self):
         """A connection inside a transaction: commit on success, roll back on error.
 
-        A connection that broke (Postgres restarted) is discarded rather than returned to the pool.
+        A connection that broke (Postgres restarted) is closed rather than kept for reuse.
         """
-        pool = self._get_pool()
-        conn = pool.getconn()
-        broken = False
+        if not self._slots.acquire(timeout=self._wait_seconds):
+            raise PoolError(f"no Postgres connection free after {self._wait_seconds}s")
+        conn = None
         try:
+            conn = self._checkout()
             with conn:
                 yield conn
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            broken = True
+            if conn is not None:
+                conn.close()
             raise
         finally:
-            pool.putconn(conn, close=broken or conn.closed != 0)
+            if conn is not None and not conn.closed:
+                with self._lock:
+                    self._idle.append(conn)
+            self._slots.release()
 
     def ping(self) -> None:
         with self.connection() as conn, conn.cursor() as cur:
@@ -47,6 +58,6 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None:
-                self._pool.closeall()
-                self._pool = None
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
