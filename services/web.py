@@ -2,9 +2,11 @@
 import os
 from importlib import metadata
 
+import psycopg2
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client import multiprocess
+from psycopg2.pool import PoolError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import simple_error
@@ -62,10 +64,21 @@ def install_common(app: Flask, service: str, readiness_checks: dict, openapi: di
     def http_error(exc: HTTPException):
         return jsonify(simple_error(exc.name.upper().replace(" ", "_"), exc.description)), exc.code
 
+    @app.errorhandler(psycopg2.OperationalError)
+    @app.errorhandler(PoolError)
+    def database_unavailable(exc):
+        return database_unavailable_answer(simple_error)
+
     @app.after_request
     def count(response):
         HTTP_REQUESTS.labels(service, _endpoint(), str(response.status_code)).inc()
         return response
+
+
+def database_unavailable_answer(shape):
+    """503 with Retry-After while Postgres does not answer: the request may succeed later."""
+    body = shape("UNAVAILABLE", "The database is not answering; retry shortly.")
+    return jsonify(body), 503, {"Retry-After": "5"}
 
 
 def _endpoint() -> str:

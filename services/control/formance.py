@@ -1,10 +1,13 @@
 """What the Formance endpoints (connectors, pipelines) share: who calls, errors, cursor pages."""
+import psycopg2
 from flask import Blueprint, current_app, jsonify, request
+from psycopg2.pool import PoolError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import formance_error
 from shared.schemas.formance import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, decode_token, encode_token, page
-from services.control.auth import basic_app
+from services.control.auth import APP_HEADER, basic_app, session_app
+from services.web import database_unavailable_answer
 
 
 class ApiError(Exception):
@@ -36,6 +39,8 @@ def install_errors(bp: Blueprint) -> None:
 
     @bp.errorhandler(Exception)
     def internal(exc: Exception):
+        if isinstance(exc, (psycopg2.OperationalError, PoolError)):
+            return database_unavailable_answer(formance_error)
         current_app.logger.exception("unexpected error")
         return jsonify(formance_error("INTERNAL", "internal error")), 500
 
@@ -43,12 +48,13 @@ def install_errors(bp: Blueprint) -> None:
 def caller_app() -> int:
     """The app a request acts for. The one place these endpoints authenticate.
 
-    Today HTTP Basic (app id, API key), as the reports take it; a session key naming one of its
-    user's apps plugs in here.
+    HTTP Basic (app id, API key), as the reports take it; or a logged-in user's session key
+    (cookie) naming one of its orgs' apps in the X-Sluice-App header.
     """
-    app_id = basic_app()
+    app_id = basic_app() if request.authorization else session_app()
     if app_id is None:
-        raise ApiError(401, "UNAUTHORIZED", "Valid HTTP Basic credentials (app id, API key) are required.",
+        raise ApiError(401, "UNAUTHORIZED", "Valid HTTP Basic credentials (app id, API key), or a session "
+                       f"key with the app named in {APP_HEADER}, are required.",
                        {"WWW-Authenticate": 'Basic realm="sluice"'})
     return app_id
 
