@@ -8,9 +8,11 @@ from flask import current_app, request
 
 from services import ratelimit
 from services.control import sessions
-from services.tenancy import app_for_key
+from services.tenancy import app_for_key, user_may_manage_app
 
 SESSION_COOKIE = "session_key"
+# With a session key, the app a request acts for is named here (or by the app_id query parameter).
+APP_HEADER = "X-Sluice-App"
 
 
 def app_for_token(key: str | None) -> int | None:
@@ -56,3 +58,15 @@ def session_user() -> int | None:
     if user_id is None:
         ratelimit.record_auth_failure()
     return user_id
+
+
+def session_app() -> int | None:
+    """The app a logged-in user acts for: one of its orgs' apps, named by X-Sluice-App or ?app_id=."""
+    named = request.headers.get(APP_HEADER) or request.args.get("app_id") or ""
+    if not named.isdigit() or len(named) > 18:  # beyond bigint: no such app
+        return None
+    user_id = session_user()
+    if user_id is None:
+        return None
+    with current_app.config["DB"].connection() as conn:
+        return int(named) if user_may_manage_app(conn, user_id, int(named)) else None

@@ -5,6 +5,7 @@ one request made with one of A's credentials against one of B's things; after it
 untouched. Endpoints added later append their rows here (expected status per their document:
 Data Cortex answers 403, the others 404 or 401).
 """
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -23,6 +24,7 @@ EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 170
 class Tenant:
     who: Person
     session_key: str
+    things: dict  # ids of what the tenant made through the APIs: source, export, connector, pipeline
 
 
 def logged_in(db, pat: Person) -> str:
@@ -35,8 +37,10 @@ def logged_in(db, pat: Person) -> str:
 
 # (what is tried, service, method, path, credential, body, allowed answers)
 # Paths and bodies name B's things as {B.app_id}, {B.org_id}, {B.key_id} and A's as {A.…}.
+# B's report source, export id, connector id and pipeline id are {b[source]} and so on.
 # Credentials: "A.session" (A's session key in the body), "A.key-as-B" (HTTP Basic with B's app id
-# and A's key), "A.key-as-session" (A's API key where a session key goes).
+# and A's key), "A.key-as-session" (A's API key where a session key goes), "A.basic" (A's own HTTP
+# Basic), "A.token" (A's key as Mews AccessToken), "A.session-as-B" (A's session key naming B's app).
 CASES = [
     ("post events to B's app with A's key", "ingest", "post", "/events", "A.key-as-B", [EVENT], {401}),
     ("list B's apps", "control", "get", "/api/1/app?org_id={B.org_id}", "A.session", {}, {403}),
@@ -53,6 +57,29 @@ CASES = [
      "A.key-as-session", {}, {403}),
     ("list B's apps with A's API key as a session", "control", "get", "/api/1/app?org_id={B.org_id}",
      "A.key-as-session", {}, {403}),
+    # Barchart reports: another app's job is as unknown as a missing one.
+    ("read B's report status", "control", "get", "/reports/{b[source]}/availability", "A.basic", None, {404}),
+    ("download B's report", "control", "get", "/reports/{b[source]}", "A.basic", None, {404}),
+    ("download B's report as B with A's key", "control", "get", "/reports/{b[source]}", "A.key-as-B", None,
+     {401}),
+    ("start a report for B with A's key", "control", "post", "/reports", "A.key-as-B", {"filter": {}}, {401}),
+    # Mews exports: getAll answers only the caller's own exports.
+    ("get B's export", "control", "post", "/api/connector/v1/exports/getAll", "A.token",
+     {"ExportIds": ["{b[export]}"]}, {200}),
+    # Formance connectors and pipelines.
+    ("list connectors", "control", "get", "/connectors", "A.basic", None, {200}),
+    ("read B's connector", "control", "get", "/connectors/{b[connector]}", "A.basic", None, {404}),
+    ("delete B's connector", "control", "delete", "/connectors/{b[connector]}", "A.basic", None, {404}),
+    ("list pipelines", "control", "get", "/pipelines", "A.basic", None, {200}),
+    ("read B's pipeline", "control", "get", "/pipelines/{b[pipeline]}", "A.basic", None, {404}),
+    ("pause B's pipeline", "control", "post", "/pipelines/{b[pipeline]}/pause", "A.basic", None, {404}),
+    ("reset B's pipeline", "control", "post", "/pipelines/{b[pipeline]}/reset", "A.basic", None, {404}),
+    ("delete B's pipeline", "control", "delete", "/pipelines/{b[pipeline]}", "A.basic", None, {404}),
+    ("pipe events into B's connector", "control", "post", "/pipelines", "A.basic",
+     {"module": "events", "connectorID": "{b[connector]}"}, {404}),
+    ("list B's pipelines with A's session", "control", "get", "/pipelines", "A.session-as-B", None, {401}),
+    ("pause B's pipeline with A's session", "control", "post", "/pipelines/{b[pipeline]}/pause",
+     "A.session-as-B", None, {401}),
 ]
 
 
@@ -60,14 +87,31 @@ CASES = [
 def world(stack, names, provisioned, outbox, db):  # noqa: F811
     a, b = person(db), person(db)
     ingest = create_ingest(stack.settings(IngestSettings, **names, key_cache_seconds=0)).test_client()
-    control = client_for(control_app(stack, outbox))
-    return {"A": Tenant(a, logged_in(db, a)), "B": Tenant(b, logged_in(db, b)),
+    control = client_for(control_app(stack, outbox, **names))
+    return {"A": Tenant(a, logged_in(db, a), make_things(control, a)),
+            "B": Tenant(b, logged_in(db, b), make_things(control, b)),
             "ingest": ingest, "control": control}
+
+
+def make_things(control, who: Person) -> dict:
+    """A report job, an export, a connector and a pipeline of `who`'s app, made through the APIs."""
+    auth = (str(who.app_id), who.api_key)
+    source = control.post("/reports", json={"filter": {}}, auth=auth).json["source"]
+    export = control.post("/api/connector/v1/exports/add", json={
+        **mews_tokens(who.api_key), "EntityType": "Event"}).json["Export"]["Id"]
+    connector = control.post("/connectors", json={"driver": "noop", "config": {}}, auth=auth).json["data"]["id"]
+    pipeline = control.post("/pipelines", json={"module": "events", "connectorID": connector},
+                            auth=auth).json["data"]["id"]
+    return {"source": source, "export": export, "connector": connector, "pipeline": pipeline}
+
+
+def mews_tokens(access_token: str) -> dict:
+    return {"ClientToken": "matrix-client", "AccessToken": access_token, "Client": "Matrix 1.0"}
 
 
 def _fill(value, world):
     if isinstance(value, str):
-        return value.format(A=world["A"].who, B=world["B"].who)
+        return value.format(A=world["A"].who, B=world["B"].who, b=world["B"].things)
     if isinstance(value, dict):
         return {k: _fill(v, world) for k, v in value.items()}
     if isinstance(value, list):
@@ -77,13 +121,19 @@ def _fill(value, world):
 
 def _request(world, service, method, path, credential, body):
     a, b = world["A"], world["B"]
-    kwargs = {"json": _fill(body, world)}
+    kwargs = {"json": _fill(body, world)} if body is not None else {}
     if credential == "A.session":
         kwargs["json"] = {**kwargs["json"], "session_key": a.session_key}
     elif credential == "A.key-as-session":
         kwargs["json"] = {**kwargs["json"], "session_key": a.who.api_key}
     elif credential == "A.key-as-B":
         kwargs["auth"] = (str(b.who.app_id), a.who.api_key)
+    elif credential == "A.basic":
+        kwargs["auth"] = (str(a.who.app_id), a.who.api_key)
+    elif credential == "A.token":
+        kwargs["json"] = {**kwargs["json"], **mews_tokens(a.who.api_key)}
+    elif credential == "A.session-as-B":
+        kwargs["headers"] = {"X-Sluice-App": str(b.who.app_id), "Cookie": f"session_key={a.session_key}"}
     return getattr(world[service], method)(_fill(path, world), **kwargs)
 
 
@@ -94,6 +144,14 @@ def assert_b_untouched(world, db):
         assert [(app["app_id"], [k["key_id"] for k in app["keys"]]) for app in apps] == \
             [(b.who.app_id, [b.who.key_id])]
         assert tenancy.app_for_key(conn, b.who.api_key) == b.who.app_id
+    control, auth = world["control"], (str(b.who.app_id), b.who.api_key)
+    assert control.get(f"/reports/{b.things['source']}/availability", auth=auth).status_code == 200
+    assert control.get(f"/connectors/{b.things['connector']}", auth=auth).status_code == 200
+    pipeline = control.get(f"/pipelines/{b.things['pipeline']}", auth=auth)
+    assert pipeline.status_code == 200 and pipeline.json["data"]["state"]["label"] in ("INIT", "READY")
+    exports = control.post("/api/connector/v1/exports/getAll",
+                           json={**mews_tokens(b.who.api_key), "ExportIds": [b.things["export"]]}).json
+    assert [e["Id"] for e in exports["Exports"]] == [b.things["export"]]
 
 
 @pytest.mark.parametrize("what, service, method, path, credential, body, allowed", CASES,
@@ -101,8 +159,12 @@ def assert_b_untouched(world, db):
 def test_a_credential_of_app_a_cannot_touch_app_b(world, db, what, service, method, path, credential,
                                                   body, allowed):
     resp = _request(world, service, method, path, credential, body)
-    assert resp.status_code in allowed, (what, resp.status_code, resp.get_data(as_text=True))
-    assert str(world["B"].who.app_id) not in resp.get_data(as_text=True) or service == "ingest"
+    text = resp.get_data(as_text=True)
+    assert resp.status_code in allowed, (what, resp.status_code, text)
+    b_app_id = re.compile(rf"(?<![\w-]){world['B'].who.app_id}(?![\w-])")  # not inside a uuid
+    assert not b_app_id.search(text) or service == "ingest"
+    asked = _fill(path, world) + str(_fill(body, world))  # echoing the caller's own input is fine
+    assert not any(t in text for t in world["B"].things.values() if t not in asked), (what, text)
     assert_b_untouched(world, db)
     # B's own credentials still work where A's were refused.
     auth = (str(world["B"].who.app_id), world["B"].who.api_key)
@@ -144,3 +206,12 @@ def test_revoked_keys_and_deleted_apps_are_refused_everywhere(world, db):
 def _basic(user, password) -> str:
     import base64
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_a_session_key_acts_for_its_own_orgs_apps_on_pipelines(world):
+    a = world["A"]
+    headers = {"X-Sluice-App": str(a.who.app_id), "Cookie": f"session_key={a.session_key}"}
+    listed = world["control"].get("/pipelines", headers=headers)
+    assert listed.status_code == 200
+    assert [p["id"] for p in listed.json["cursor"]["data"]] == [a.things["pipeline"]]
+    assert world["control"].get("/pipelines", headers={"X-Sluice-App": str(a.who.app_id)}).status_code == 401
