@@ -77,9 +77,15 @@ class IngestSettings(CommonSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ControlSettings(CommonSettings):
+class TaskSettings(CommonSettings):
+    """What the control API and the workers both need: Celery's broker, and link lifetimes."""
+
     redis_url: str = env("SLUICE_REDIS_URL", doc="Redis URL: Celery broker")
     link_expiry_seconds: int = env("SLUICE_LINK_EXPIRY_SECONDS", 900, "presigned link lifetime")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlSettings(TaskSettings):
     # issue 6: accounts
     smtp_host: str = env("SLUICE_SMTP_HOST", "127.0.0.1", "SMTP server for login mail")
     smtp_port: int = env("SLUICE_SMTP_PORT", 25)
@@ -104,11 +110,9 @@ class ControlSettings(CommonSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class WorkerSettings(CommonSettings):
-    redis_url: str = env("SLUICE_REDIS_URL", doc="Redis URL: Celery broker")
+class WorkerSettings(TaskSettings):
     drain_threads: int = env("SLUICE_DRAIN_THREADS", 2, "SQS drain threads per worker process")
     drain_wait_seconds: int = env("SLUICE_DRAIN_WAIT_SECONDS", 10, "SQS long-poll wait")
-    link_expiry_seconds: int = env("SLUICE_LINK_EXPIRY_SECONDS", 900, "presigned link lifetime")
     # issue 4: drain
     worker_metrics_port: int = env("SLUICE_WORKER_METRICS_PORT", 9540,
                                    "Prometheus /metrics of a worker's main process; 0 turns it off")

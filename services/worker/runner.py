@@ -14,7 +14,6 @@ import uuid
 from contextlib import contextmanager
 
 import psycopg2
-from celery import bootsteps
 from prometheus_client import Counter
 
 from services.worker import delivery, drivers
@@ -157,28 +156,3 @@ class Runner:
             except psycopg2.Error:
                 pass
             self._listener = None
-
-
-class PipelineStep(bootsteps.StartStopStep):
-    """Runs the pipeline runner threads inside `celery worker`."""
-
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
-        self.stop_event = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    def start(self, worker):
-        settings = worker.app.conf.sluice_settings
-        for n in range(settings.pipeline_threads):
-            runner = Runner(settings, name=f"runner-{n}")
-            thread = threading.Thread(target=runner.run, args=(self.stop_event,),
-                                      name=f"sluice-pipelines-{n}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        log.info("started %d pipeline runner threads", len(self.threads))
-
-    def stop(self, worker):
-        # Warm shutdown: finish the batch in flight, release the leases, exit.
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join()
