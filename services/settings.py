@@ -74,6 +74,11 @@ class IngestSettings(CommonSettings):
     message_max_bytes: int = env("SLUICE_MESSAGE_MAX_BYTES", 262_144, "SQS message size limit")
     key_cache_seconds: float = env("SLUICE_KEY_CACHE_SECONDS", 30.0,
                                    "how long a key lookup is trusted before asking Postgres again")
+    # issue 3: ingest
+    sqs_send_deadline_seconds: float = env("SLUICE_SQS_SEND_DEADLINE_SECONDS", 10.0,
+                                           "longest a request waits for SQS before answering 503")
+    sqs_senders: int = env("SLUICE_SQS_SENDERS", 2,
+                           "SendMessageBatch calls in flight per ingest process (shared by requests)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -61,3 +61,10 @@ def app_for_key(conn, key: str) -> int | None:
                     (hash_key(key),))
         row = cur.fetchone()
         return row[0] if row else None
+
+
+def live_key_hashes(conn) -> dict[bytes, int]:
+    """Every live (unrevoked) key's hash -> its app: what ingest caches to outlive Postgres."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT key_hash, app_id FROM api_keys WHERE revoked_at IS NULL")
+        return {bytes(key_hash): app_id for key_hash, app_id in cur}

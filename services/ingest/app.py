@@ -1,7 +1,7 @@
 """The ingest API's application factory: `gunicorn 'services.ingest.app:create_app()'`."""
 from flask import Flask
 
-from services.ingest import events
+from services.ingest import events, moesif
 from services.ingest.keys import KeyCache
 from services.ingest.queue import EventQueue
 from services.pg import Database
@@ -14,6 +14,12 @@ OPENAPI_PATHS = {
     "/system/version": {"get": {"summary": "Get version",
                                 "responses": {"200": {"description": "Version"}}}},
 }
+_MOESIF_ONE = {"post": {"summary": "Add one API call event (Moesif)",
+                        "parameters": [{"name": "X-Moesif-Application-Id", "in": "header", "required": True}],
+                        "responses": {"200": {"description": "Accepted onto the queue"}}}}
+_MOESIF_BATCH = {"post": {**_MOESIF_ONE["post"], "summary": "Add a batch of API call events (Moesif)"}}
+OPENAPI_PATHS.update({"/moesifapi/events": _MOESIF_ONE, "/v1/events": _MOESIF_ONE,
+                      "/moesifapi/events/batch": _MOESIF_BATCH, "/v1/events/batch": _MOESIF_BATCH})
 
 
 def create_app(settings: IngestSettings | None = None) -> Flask:
@@ -24,6 +30,7 @@ def create_app(settings: IngestSettings | None = None) -> Flask:
     app.config.update(SETTINGS=settings, DB=db, QUEUE=queue,
                       KEYS=KeyCache(db, settings.key_cache_seconds))
     app.register_blueprint(events.bp)
+    app.register_blueprint(moesif.bp)
     install_common(app, "ingest", {"sqs": queue.ping},
                    openapi_document("Sluice ingest API", OPENAPI_PATHS))
     return app
