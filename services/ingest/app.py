@@ -27,8 +27,9 @@ def create_app(settings: IngestSettings | None = None) -> Flask:
     app = Flask("sluice.ingest")
     db = Database(settings.database_url, maxconn=8)
     queue = EventQueue(settings)
-    app.config.update(SETTINGS=settings, DB=db, QUEUE=queue,
-                      KEYS=KeyCache(db, settings.key_cache_seconds))
+    keys = KeyCache(db, settings.key_cache_seconds)
+    keys.start_refreshing()  # gunicorn calls create_app in each worker, after the fork
+    app.config.update(SETTINGS=settings, DB=db, QUEUE=queue, KEYS=keys)
     app.register_blueprint(events.bp)
     app.register_blueprint(moesif.bp)
     install_common(app, "ingest", {"sqs": queue.ping},

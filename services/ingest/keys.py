@@ -8,6 +8,7 @@ not only the keys it happened to see, and with Postgres stopped all of those kee
 Revocation: a revoked key stops working within `ttl` seconds (plus one reload query) while
 Postgres answers. During an outage the last snapshot is trusted, since it cannot be checked.
 """
+import os
 import threading
 import time
 
@@ -32,6 +33,21 @@ class KeyCache:
         self._loaded_at: float | None = None  # monotonic time of the last successful reload
         self._next_try = 0.0  # no reload attempt before this monotonic time
         self._reloading = threading.Lock()
+        self._refresher_pid = None
+
+    def start_refreshing(self) -> None:
+        """Reload in the background every ttl/2, so that a process knows every live key before
+        its first request and requests rarely wait on a reload. Call it in the serving process
+        (gunicorn forks workers, and threads do not survive a fork)."""
+        if self._refresher_pid == os.getpid():
+            return
+        self._refresher_pid = os.getpid()
+        threading.Thread(target=self._refresh_forever, name="key-refresher", daemon=True).start()
+
+    def _refresh_forever(self) -> None:
+        while True:
+            self._reload_if_stale(force=True)
+            time.sleep(max(0.5, self._ttl / 2))
 
     def app_for(self, key: str) -> int | None:
         """The app of a live key, None for an unknown or revoked one."""
@@ -52,16 +68,19 @@ class KeyCache:
             self._keys[digest] = app_id
         return app_id
 
-    def _reload_if_stale(self) -> None:
-        now = time.monotonic()
-        if self._loaded_at is not None and now - self._loaded_at < self._ttl:
+    def _fresh(self, force: bool) -> bool:
+        age = None if self._loaded_at is None else time.monotonic() - self._loaded_at
+        return age is not None and age < (self._ttl / 2 if force else self._ttl)
+
+    def _reload_if_stale(self, force: bool = False) -> None:
+        if self._fresh(force):
             return
-        if now < self._next_try:
+        if time.monotonic() < self._next_try:
             return  # Postgres failed a moment ago: keep trusting the snapshot we have
         if not self._reloading.acquire(blocking=self._loaded_at is None):
             return  # another thread is reloading; the current snapshot serves meanwhile
         try:
-            if self._loaded_at is not None and time.monotonic() - self._loaded_at < self._ttl:
+            if self._fresh(force):
                 return
             try:
                 self._keys = self._load()
