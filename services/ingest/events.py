@@ -4,7 +4,8 @@ from flask import Blueprint, jsonify, request
 from shared.enums import EventKind
 from shared.errors import barchart_error
 from shared.schemas.barchart import event_full, validate_events
-from services.ingest.intake import Refused, app_for_key, enqueue, read_body, settings, validate
+from services.ingest.intake import (Refused, app_for_key, enqueue, read_body, receiving, settings,
+                                    validate)
 
 bp = Blueprint("barchart_events", __name__)
 
@@ -30,6 +31,7 @@ def authenticate() -> int:
 
 
 @bp.post("/events")
+@receiving
 def post_events():
     app_id = authenticate()
     body = read_body(settings().max_body_bytes)

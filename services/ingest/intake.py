@@ -3,9 +3,10 @@
 Each step raises Refused with the HTTP status and a code and message; the views render it in
 their own document's error shape.
 """
+import functools
 import time
 
-from flask import current_app
+from flask import current_app, g
 from marshmallow import ValidationError
 from prometheus_client import Counter
 
@@ -22,6 +23,20 @@ class Refused(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def receiving(view):
+    """Wrap a producer view: while it reads and validates, the SQS senders know a send is coming."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        queue = current_app.config["QUEUE"]
+        queue.expect()
+        g.send_expected = True
+        try:
+            return view(*args, **kwargs)
+        finally:
+            queue.done(sent=not g.pop("send_expected", False))
+    return wrapper
 
 
 def settings():
@@ -71,7 +86,7 @@ def enqueue(kind: str, app_id: int, events: list) -> str:
     try:
         bodies = envelope.pack_encoded(kind, app_id, batch, encoded, int(time.time() * 1000),
                                        settings().message_max_bytes)
-        current_app.config["QUEUE"].send(bodies)
+        current_app.config["QUEUE"].send(bodies, expected=g.pop("send_expected", False))
     except envelope.EnvelopeError as exc:  # only when limits are set so an event exceeds a message
         raise Refused(413, "PAYLOAD_TOO_LARGE", str(exc)) from None
     except QueueUnavailable:

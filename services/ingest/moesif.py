@@ -9,7 +9,8 @@ from flask import Blueprint, jsonify, request
 from shared.enums import EventKind
 from shared.errors import simple_error
 from shared.schemas.moesif import validate_moesif_event, validate_moesif_events
-from services.ingest.intake import Refused, app_for_key, enqueue, read_body, settings, validate
+from services.ingest.intake import (Refused, app_for_key, enqueue, read_body, receiving, settings,
+                                    validate)
 
 bp = Blueprint("moesif_events", __name__)
 
@@ -29,6 +30,7 @@ def authenticate() -> int:
 
 @bp.post("/moesifapi/events")
 @bp.post("/v1/events")
+@receiving
 def post_event():
     app_id = authenticate()
     event = validate(validate_moesif_event, read_body(settings().moesif_max_body_bytes))
@@ -37,6 +39,7 @@ def post_event():
 
 @bp.post("/moesifapi/events/batch")
 @bp.post("/v1/events/batch")
+@receiving
 def post_batch():
     app_id = authenticate()
     events = validate(validate_moesif_events, read_body(settings().moesif_max_body_bytes))

@@ -2,9 +2,12 @@
 
 Concurrent requests in one process share SendMessageBatch calls (group commit): a request hands
 its message bodies to the process's sender threads and waits until SQS has accepted all of them.
-A sender takes whatever is waiting (up to 10 entries and the request size limit) and sends it at
-once, so an idle service adds no delay, while under load one call carries many requests' messages.
-That is what keeps SQS requests near the minimum that the bytes need.
+A sender takes what is waiting (up to 10 entries and the request size limit). A call that is not
+full waits up to `sqs_linger_ms` for more when traffic is streaming (the previous call went out
+less than that long ago) or another request in this process is still being read and validated.
+A lone request on an idle service is sent at once; under load one call carries many requests'
+messages, which is what keeps SQS requests (and their cost, in SQS and in our CPU) near the
+minimum that the bytes need.
 """
 import collections
 import os
@@ -12,11 +15,13 @@ import threading
 import time
 import uuid
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from services import aws
 
 SQS_REQUESTS = Counter("sluice_ingest_sqs_requests", "SendMessageBatch calls made")
+SQS_ENTRIES_PER_CALL = Histogram("sluice_ingest_sqs_entries_per_call", "messages per SendMessageBatch call",
+                                 buckets=(1, 2, 3, 5, 8, 9, 10))
 SQS_ENTRY_RETRIES = Counter("sluice_ingest_sqs_entry_retries", "entries sent again after failing")
 MAX_ENTRIES = 10  # SendMessageBatch's limit
 
@@ -69,6 +74,9 @@ class EventQueue:
         self._waiting: collections.deque[_Entry] = collections.deque()
         self._cond = threading.Condition()
         self._pid = None  # sender threads belong to the process that started them (gunicorn forks)
+        self._linger = settings.sqs_linger_ms / 1000
+        self._arriving = 0  # requests in this process that will call send() soon
+        self._in_progress = 0  # requests in this process between expect() and done()
         self.requests_made = 0
 
     def _client(self):
@@ -84,16 +92,31 @@ class EventQueue:
         sqs, url = self._client()
         sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
 
-    def send(self, bodies: list[str]) -> None:
-        """Return once SQS has accepted every body; raise QueueUnavailable if it did not in time."""
-        if not bodies:
-            return
+    def expect(self) -> None:
+        """A request has started that will probably send: worth a short wait by the senders."""
+        with self._cond:
+            self._arriving += 1
+            self._in_progress += 1
+
+    def done(self, sent: bool) -> None:
+        """That request has ended (sent: it called send(expected=True))."""
+        with self._cond:
+            self._in_progress -= 1
+            self._arriving -= not sent
+            self._cond.notify_all()
+
+    def send(self, bodies: list[str], expected: bool = False) -> None:
+        """Return once SQS has accepted every body; raise QueueUnavailable if it did not in time.
+
+        expected: this request called expect() when it started (it has now arrived).
+        """
         self._start_senders()
         request = _Request(len(bodies), time.monotonic() + self._deadline)
         with self._cond:
+            self._arriving -= expected
             self._waiting.extend(_Entry(body, request) for body in bodies)
-            self._cond.notify()
-        if not request.done.wait(self._deadline + 1):
+            self._cond.notify_all()
+        if bodies and not request.done.wait(self._deadline + 1):
             request.fail("timed out waiting for SQS")
         if request.error is not None:
             raise QueueUnavailable(request.error)
@@ -122,6 +145,9 @@ class EventQueue:
         with self._cond:
             while not self._waiting:
                 self._cond.wait()
+            until = time.monotonic() + self._linger
+            while len(self._waiting) < MAX_ENTRIES and self._others_busy() and time.monotonic() < until:
+                self._cond.wait(until - time.monotonic())
             group, size = [], 0
             while self._waiting and len(group) < MAX_ENTRIES:
                 entry = self._waiting[0]
@@ -135,6 +161,11 @@ class EventQueue:
                 self._cond.notify()  # more work for another sender
             return group
 
+    def _others_busy(self) -> bool:
+        """Is a request of this process on its way here, or waiting on another sender's call?"""
+        waiting = len({id(entry.owner) for entry in self._waiting})
+        return self._arriving > 0 or self._in_progress > waiting
+
     def _send_group(self, group: list[_Entry]) -> None:
         if not group:
             return
@@ -144,6 +175,7 @@ class EventQueue:
             with self._cond:
                 self.requests_made += 1
             SQS_REQUESTS.inc()
+            SQS_ENTRIES_PER_CALL.observe(len(group))
             answer = sqs.send_message_batch(QueueUrl=url, Entries=[
                 {"Id": entry_id, "MessageBody": entry.body} for entry_id, entry in by_id.items()])
         except Exception as exc:  # botocore has already retried what it can
