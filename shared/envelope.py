@@ -12,8 +12,12 @@ Version 1, one JSON object per SQS message body:
 
 A body that starts with "{" is that JSON as is. A body that starts with "gz:" is the same JSON,
 gzip-compressed and base64-encoded (SQS bodies must be text); the ingest API uses that form only
-when it is smaller. (app_id, batch, first_sequence + i) identifies an event, which is what makes
-storing idempotent when SQS delivers a message twice.
+when it is smaller, or when the JSON holds characters SQS refuses in a body (U+FFFE, U+FFFF).
+(app_id, batch, first_sequence + i) identifies an event, which is what makes storing idempotent
+when SQS delivers a message twice.
+
+Event forms by kind: "barchart" events are shared.schemas.barchart Events as loaded; "moesif"
+events are what shared.schemas.moesif.validate_moesif_events returns (times in UTC ISO 8601).
 """
 import base64
 import gzip
