@@ -81,6 +81,9 @@ class IngestSettings(CommonSettings):
                            "SendMessageBatch calls in flight per ingest process (shared by requests)")
     sqs_linger_ms: float = env("SLUICE_SQS_LINGER_MS", 20.0,
                                "under load, longest a partial SendMessageBatch waits to fill up")
+    key_snapshot_path: str | None = env("SLUICE_KEY_SNAPSHOT_PATH", None,
+                                        "file where ingest processes share live key hashes; "
+                                        "default: one per database in the temp directory")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,8 @@
 """The ingest API's application factory: `gunicorn 'services.ingest.app:create_app()'`."""
+import hashlib
+import os
+import tempfile
+
 from flask import Flask
 
 from services.ingest import events, moesif
@@ -22,12 +26,19 @@ OPENAPI_PATHS.update({"/moesifapi/events": _MOESIF_ONE, "/v1/events": _MOESIF_ON
                       "/moesifapi/events/batch": _MOESIF_BATCH, "/v1/events/batch": _MOESIF_BATCH})
 
 
+def default_snapshot_path(settings: IngestSettings) -> str:
+    """One key snapshot file per database, so two deployments on one host never share keys."""
+    database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"sluice-ingest-keys-{os.getuid()}-{database}.json")
+
+
 def create_app(settings: IngestSettings | None = None) -> Flask:
     settings = settings or IngestSettings.from_env()
     app = Flask("sluice.ingest")
     db = Database(settings.database_url, maxconn=8)
     queue = EventQueue(settings)
-    keys = KeyCache(db, settings.key_cache_seconds)
+    keys = KeyCache(db, settings.key_cache_seconds,
+                    settings.key_snapshot_path or default_snapshot_path(settings))
     keys.start_refreshing()  # gunicorn calls create_app in each worker, after the fork
     app.config.update(SETTINGS=settings, DB=db, QUEUE=queue, KEYS=keys)
     app.register_blueprint(events.bp)

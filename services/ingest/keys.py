@@ -5,16 +5,25 @@ once it is older than `ttl` seconds. A key missing from the snapshot (created si
 on its own and added. So every gunicorn process knows every key that was live at its last reload,
 not only the keys it happened to see, and with Postgres stopped all of those keep posting.
 
+Each reload also writes the snapshot to a file shared by the processes on this host, so a process
+that starts while Postgres is down (gunicorn replaces a worker, the host restarts the service)
+begins from it instead of knowing no key at all.
+
 Revocation: a revoked key stops working within `ttl` seconds (plus one reload query) while
 Postgres answers. During an outage the last snapshot is trusted, since it cannot be checked.
 """
+import json
+import logging
 import os
+import tempfile
 import threading
 import time
 
 import psycopg2
 
 from services.tenancy import app_for_key, hash_key, live_key_hashes
+
+log = logging.getLogger("sluice.ingest.keys")
 
 # After a failed reload, wait this long before asking Postgres again, so an outage costs one
 # failed connection attempt per interval rather than one per request.
@@ -26,9 +35,10 @@ class KeyLookupUnavailable(Exception):
 
 
 class KeyCache:
-    def __init__(self, db, ttl: float):
+    def __init__(self, db, ttl: float, snapshot_path: str | None = None):
         self._db = db
         self._ttl = ttl
+        self._snapshot_path = snapshot_path
         self._keys: dict[bytes, int] = {}
         self._loaded_at: float | None = None  # monotonic time of the last successful reload
         self._next_try = 0.0  # no reload attempt before this monotonic time
@@ -87,8 +97,39 @@ class KeyCache:
                 self._loaded_at = time.monotonic()
             except psycopg2.Error:
                 self._next_try = time.monotonic() + min(self._ttl, RETRY_AFTER_FAILURE_SECONDS)
+                if self._loaded_at is None and not self._keys:
+                    self._keys = self._read_snapshot()  # started during an outage
+                return
+            self._write_snapshot()
         finally:
             self._reloading.release()
+
+    def _write_snapshot(self) -> None:
+        """Replace the shared file atomically; its mtime says when Postgres last vouched for it."""
+        if not self._snapshot_path:
+            return
+        try:
+            directory = os.path.dirname(self._snapshot_path) or "."
+            with tempfile.NamedTemporaryFile("w", dir=directory, prefix=".keys-", delete=False) as out:
+                json.dump({digest.hex(): app_id for digest, app_id in self._keys.items()}, out)
+            os.chmod(out.name, 0o600)
+            os.replace(out.name, self._snapshot_path)
+        except OSError as exc:  # the cache in memory still works; say why the file does not
+            log.warning("cannot write key snapshot %s: %s", self._snapshot_path, exc)
+
+    def _read_snapshot(self) -> dict[bytes, int]:
+        if not self._snapshot_path:
+            return {}
+        try:
+            with open(self._snapshot_path) as src:
+                keys = {bytes.fromhex(digest): int(app_id) for digest, app_id in json.load(src).items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("ignoring unreadable key snapshot %s: %s", self._snapshot_path, exc)
+            return {}
+        log.warning("Postgres is unavailable: serving %d keys from %s", len(keys), self._snapshot_path)
+        return keys
 
     def _load(self) -> dict[bytes, int]:
         with self._db.connection() as conn:

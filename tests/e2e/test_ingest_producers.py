@@ -74,7 +74,9 @@ def test_known_keys_keep_posting_across_processes_with_postgres_stopped(stack, n
         with db.connection() as conn:
             app_id = tenancy.create_app(conn, tenancy.create_org(conn, "org"), "app")
             (_, known), (revoked_id, revoked) = tenancy.create_key(conn, app_id), tenancy.create_key(conn, app_id)
-        ingest = services.ingest(SLUICE_DATABASE_URL=pg_url, SLUICE_KEY_CACHE_SECONDS="1", SLUICE_WEB_WORKERS="2")
+        env = {"SLUICE_DATABASE_URL": pg_url, "SLUICE_KEY_CACHE_SECONDS": "1", "SLUICE_WEB_WORKERS": "2",
+               "SLUICE_KEY_SNAPSHOT_PATH": str(stack.root / f"keys-{uuid.uuid4().hex[:8]}.json")}
+        ingest = services.ingest(**env)
 
         def post(key):  # a new connection each time, so both gunicorn processes answer some
             return requests.post(ingest.url + "/events", json=[EVENT], auth=(str(app_id), key), timeout=15)
@@ -94,6 +96,11 @@ def test_known_keys_keep_posting_across_processes_with_postgres_stopped(stack, n
         # A key outside the snapshot (revoked, or never seen) is not let in; without Postgres we
         # cannot tell which, so the answer is "retry later", not a 200.
         assert post(revoked).status_code == 503 and post("sk_never-seen").status_code == 503
+        # Processes started during the outage begin from the snapshot the others left on disk.
+        restarted = services.ingest(**env)
+        resp = requests.post(restarted.url + "/events", json=[EVENT], auth=(str(app_id), known), timeout=15)
+        assert resp.status_code == 200, resp.text
+        answers.append(resp)
         # Their events wait in SQS for the workers, who store them once Postgres returns.
         batches = {e["batch"] for e in queued(stack, names)}
         assert {r.json()[0]["batch"] for r in answers} <= batches
