@@ -15,12 +15,19 @@ class BadBody(Exception):
     pass
 
 
+class UnsupportedEncoding(Exception):
+    pass
+
+
 def read_json(limit: int):
     """The request's JSON, read at most `limit` bytes (after inflating) into memory.
 
     A gzip body is inflated chunk by chunk with zlib's max_length, so a small body that would
     inflate to gigabytes stops at the limit instead of filling memory.
     """
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip"):
+        raise UnsupportedEncoding(encoding)
     if request.content_length is not None and request.content_length > limit and not _gzipped():
         raise BodyTooLarge()
     raw = _read_inflated(limit) if _gzipped() else _read_plain(limit)

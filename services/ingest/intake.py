@@ -12,7 +12,7 @@ from prometheus_client import Counter
 
 from shared import envelope
 from shared.errors import flatten_marshmallow
-from services.ingest.body import BadBody, BodyTooLarge, read_json
+from services.ingest.body import BadBody, BodyTooLarge, UnsupportedEncoding, read_json
 from services.ingest.keys import KeyLookupUnavailable
 from services.ingest.queue import QueueUnavailable, new_batch_id
 
@@ -58,6 +58,8 @@ def read_body(limit: int):
         raise Refused(413, "PAYLOAD_TOO_LARGE", f"Body is over {limit} bytes.") from None
     except BadBody as exc:
         raise Refused(400, "MALFORMED_JSON", str(exc)) from None
+    except UnsupportedEncoding as exc:
+        raise Refused(415, "UNSUPPORTED_ENCODING", f"Content-Encoding {exc} is not supported; use gzip.") from None
 
 
 def validate(validator, body) -> list | dict:

@@ -87,3 +87,9 @@ def test_limits_250kb_batch_and_32kb_event_get_413(client, tenant):
     big_event = {**EVENT, "response": {**EVENT["response"], "body": "y" * 40_000}}
     resp = post(client, "/v1/events/batch", [EVENT, big_event], key)
     assert resp.status_code == 413 and "[1]" in resp.json["error"]["message"]
+
+
+def test_an_encoding_we_cannot_inflate_gets_415(client, tenant):
+    resp = client.post("/v1/events", data=b"\x00\x01", headers={"X-Moesif-Application-Id": tenant[1],
+                                                                  "Content-Encoding": "br"})
+    assert resp.status_code == 415 and resp.json["error"]["code"] == "UNSUPPORTED_ENCODING"
