@@ -76,7 +76,10 @@ def enqueue(kind: str, app_id: int, events: list) -> str:
     Returns only once SQS has accepted every message: that is what a 200 promises.
     """
     limit = settings().max_event_bytes
-    encoded = envelope.encode_events(events)
+    try:
+        encoded = envelope.encode_events(events)
+    except RecursionError:  # parsed just under Python's depth limit, but cannot be written back
+        raise Refused(400, "MALFORMED_JSON", "Malformed JSON: nested too deeply") from None
     for index, text in enumerate(encoded):
         try:
             size = len(text.encode())
