@@ -98,3 +98,13 @@ def test_text_sqs_cannot_carry_is_queued_safely_or_refused(stack, names, ingest,
     resp = client.post("/events", data='[{"customer":"\\ud800","product":"P","type":"T","timestamp":1,'
                                        '"context":[]}]', auth=auth, headers={"Content-Type": "application/json"})
     assert resp.status_code == 400  # a lone surrogate cannot be stored anywhere
+
+
+def test_open_ingestion_takes_anonymous_traffic_for_the_named_app_only(stack, names, provisioned, tenant):
+    app_id, key = tenant
+    client = create_app(stack.settings(IngestSettings, **names, open_ingest_app=app_id)).test_client()
+    resp = client.post("/events", json=[EVENT])
+    assert resp.status_code == 200
+    [env] = queued_envelopes(stack, names)
+    assert env["app_id"] == app_id and env["batch"] == resp.json[0]["batch"]
+    assert client.post("/events", json=[EVENT], auth=(str(app_id), "sk_wrong")).status_code == 401
