@@ -77,6 +77,7 @@ class EventQueue:
         self._linger = settings.sqs_linger_ms / 1000
         self._arriving = 0  # requests in this process that will call send() soon
         self._in_progress = 0  # requests in this process between expect() and done()
+        self._peak = 0  # the most in progress at once since a sender last took a group
         self.requests_made = 0
 
     def _client(self):
@@ -97,6 +98,7 @@ class EventQueue:
         with self._cond:
             self._arriving += 1
             self._in_progress += 1
+            self._peak = max(self._peak, self._in_progress)
 
     def done(self, sent: bool) -> None:
         """That request has ended (sent: it called send(expected=True))."""
@@ -148,6 +150,7 @@ class EventQueue:
             until = time.monotonic() + self._linger
             while len(self._waiting) < MAX_ENTRIES and self._others_busy() and time.monotonic() < until:
                 self._cond.wait(until - time.monotonic())
+            self._peak = self._in_progress
             group, size = [], 0
             while self._waiting and len(group) < MAX_ENTRIES:
                 entry = self._waiting[0]
@@ -162,9 +165,10 @@ class EventQueue:
             return group
 
     def _others_busy(self) -> bool:
-        """Is a request of this process on its way here, or waiting on another sender's call?"""
+        """Are more requests likely to join this call: fewer are waiting than this process has
+        been serving at once since the previous call (a lone sequential client never waits)?"""
         waiting = len({id(entry.owner) for entry in self._waiting})
-        return self._arriving > 0 or self._in_progress > waiting
+        return waiting < max(self._in_progress, self._peak)
 
     def _send_group(self, group: list[_Entry]) -> None:
         if not group:

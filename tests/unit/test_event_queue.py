@@ -70,3 +70,28 @@ def test_a_call_never_exceeds_the_request_size_limit():
     settings = IngestSettings(database_url="unused", message_max_bytes=1000, sqs_senders=1)
     EventQueue(settings, client=sqs).send(["x" * 400] * 5)
     assert sqs.calls == [2, 2, 1]
+
+
+LINGERING = IngestSettings(database_url="unused", sqs_send_deadline_seconds=3.0, sqs_senders=1,
+                           sqs_linger_ms=60_000)  # a linger far past the deadline: waiting would fail
+
+
+def test_a_lone_request_is_sent_at_once_whatever_the_linger():
+    sqs = FakeSQS()
+    queue = EventQueue(LINGERING, client=sqs)
+    queue.expect()
+    queue.send(["alone"], expected=True)  # raises QueueUnavailable if it lingered
+    queue.done(sent=True)
+    assert sqs.calls == [1]
+
+
+def test_a_request_waits_for_one_still_being_read_to_share_the_call():
+    sqs = FakeSQS()
+    queue = EventQueue(LINGERING, client=sqs)
+    queue.expect()
+    queue.expect()  # two requests in progress: the first to send waits for the other
+    first = threading.Thread(target=queue.send, args=(["first"],), kwargs={"expected": True})
+    first.start()
+    queue.send(["second"], expected=True)
+    first.join(5)
+    assert sqs.calls == [2] and sorted(sqs.accepted) == ["first", "second"]
