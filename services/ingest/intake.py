@@ -6,7 +6,7 @@ their own document's error shape.
 import functools
 import time
 
-from flask import current_app, g
+from flask import current_app
 from marshmallow import ValidationError
 from prometheus_client import Counter
 
@@ -26,16 +26,15 @@ class Refused(Exception):
 
 
 def receiving(view):
-    """Wrap a producer view: while it reads and validates, the SQS senders know a send is coming."""
+    """Wrap a producer view: the SQS senders count it in progress, so calls can wait to fill."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         queue = current_app.config["QUEUE"]
         queue.expect()
-        g.send_expected = True
         try:
             return view(*args, **kwargs)
         finally:
-            queue.done(sent=not g.pop("send_expected", False))
+            queue.done()
     return wrapper
 
 
@@ -91,7 +90,7 @@ def enqueue(kind: str, app_id: int, events: list) -> str:
     try:
         bodies = envelope.pack_encoded(kind, app_id, batch, encoded, int(time.time() * 1000),
                                        settings().message_max_bytes)
-        current_app.config["QUEUE"].send(bodies, expected=g.pop("send_expected", False))
+        current_app.config["QUEUE"].send(bodies)
     except envelope.EnvelopeError as exc:  # only when limits are set so an event exceeds a message
         raise Refused(413, "PAYLOAD_TOO_LARGE", str(exc)) from None
     except QueueUnavailable:

@@ -3,11 +3,10 @@
 Concurrent requests in one process share SendMessageBatch calls (group commit): a request hands
 its message bodies to the process's sender threads and waits until SQS has accepted all of them.
 A sender takes what is waiting (up to 10 entries and the request size limit). A call that is not
-full waits up to `sqs_linger_ms` for more when traffic is streaming (the previous call went out
-less than that long ago) or another request in this process is still being read and validated.
-A lone request on an idle service is sent at once; under load one call carries many requests'
-messages, which is what keeps SQS requests (and their cost, in SQS and in our CPU) near the
-minimum that the bytes need.
+full waits up to `sqs_linger_ms` for more while fewer requests wait than the process has been
+serving at once (views call expect() and done()). A lone request is sent at once; under load one
+call carries many requests' messages, which is what keeps SQS requests (and their cost, in SQS
+and in our CPU) near the minimum that the bytes need.
 """
 import collections
 import os
@@ -75,7 +74,6 @@ class EventQueue:
         self._cond = threading.Condition()
         self._pid = None  # sender threads belong to the process that started them (gunicorn forks)
         self._linger = settings.sqs_linger_ms / 1000
-        self._arriving = 0  # requests in this process that will call send() soon
         self._in_progress = 0  # requests in this process between expect() and done()
         self._peak = 0  # the most in progress at once since a sender last took a group
         self.requests_made = 0
@@ -94,28 +92,22 @@ class EventQueue:
         sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
 
     def expect(self) -> None:
-        """A request has started that will probably send: worth a short wait by the senders."""
+        """A producer request has started in this process: it will probably send soon."""
         with self._cond:
-            self._arriving += 1
             self._in_progress += 1
             self._peak = max(self._peak, self._in_progress)
 
-    def done(self, sent: bool) -> None:
-        """That request has ended (sent: it called send(expected=True))."""
+    def done(self) -> None:
+        """That request has ended, sent or not."""
         with self._cond:
             self._in_progress -= 1
-            self._arriving -= not sent
             self._cond.notify_all()
 
-    def send(self, bodies: list[str], expected: bool = False) -> None:
-        """Return once SQS has accepted every body; raise QueueUnavailable if it did not in time.
-
-        expected: this request called expect() when it started (it has now arrived).
-        """
+    def send(self, bodies: list[str]) -> None:
+        """Return once SQS has accepted every body; raise QueueUnavailable if it did not in time."""
         self._start_senders()
         request = _Request(len(bodies), time.monotonic() + self._deadline)
         with self._cond:
-            self._arriving -= expected
             self._waiting.extend(_Entry(body, request) for body in bodies)
             self._cond.notify_all()
         if bodies and not request.done.wait(self._deadline + 1):

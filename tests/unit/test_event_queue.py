@@ -80,8 +80,8 @@ def test_a_lone_request_is_sent_at_once_whatever_the_linger():
     sqs = FakeSQS()
     queue = EventQueue(LINGERING, client=sqs)
     queue.expect()
-    queue.send(["alone"], expected=True)  # raises QueueUnavailable if it lingered
-    queue.done(sent=True)
+    queue.send(["alone"])  # raises QueueUnavailable if it lingered
+    queue.done()
     assert sqs.calls == [1]
 
 
@@ -90,8 +90,8 @@ def test_a_request_waits_for_one_still_being_read_to_share_the_call():
     queue = EventQueue(LINGERING, client=sqs)
     queue.expect()
     queue.expect()  # two requests in progress: the first to send waits for the other
-    first = threading.Thread(target=queue.send, args=(["first"],), kwargs={"expected": True})
+    first = threading.Thread(target=queue.send, args=(["first"],))
     first.start()
-    queue.send(["second"], expected=True)
+    queue.send(["second"])
     first.join(5)
     assert sqs.calls == [2] and sorted(sqs.accepted) == ["first", "second"]
