@@ -152,9 +152,9 @@ def pct(values: list[float], q: float) -> float:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="make bench BENCH=ingest")
     parser.add_argument("--requests", type=int, default=3000, help="requests per round (100 events each)")
-    parser.add_argument("--concurrency", type=int, default=32, help="client connections")
+    parser.add_argument("--concurrency", type=int, default=64, help="client connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both HTTP rounds)")
-    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per worker (both)")
+    parser.add_argument("--threads", type=int, default=32, help="gunicorn threads per worker (both)")
     parser.add_argument("--boto3-threads", type=int, default=4, help="threads of the raw boto3 loop")
     parser.add_argument("--slice", type=int, default=100, help="requests between emptying the queue")
     parser.add_argument("--events-per-request", type=int, default=100)

@@ -79,7 +79,7 @@ class IngestSettings(CommonSettings):
                                            "longest a request waits for SQS before answering 503")
     sqs_senders: int = env("SLUICE_SQS_SENDERS", 2,
                            "SendMessageBatch calls in flight per ingest process (shared by requests)")
-    sqs_linger_ms: float = env("SLUICE_SQS_LINGER_MS", 20.0,
+    sqs_linger_ms: float = env("SLUICE_SQS_LINGER_MS", 100.0,
                                "under load, longest a partial SendMessageBatch waits to fill up")
     key_snapshot_path: str | None = env("SLUICE_KEY_SNAPSHOT_PATH", None,
                                         "file where ingest processes share live key hashes; "
