@@ -77,7 +77,7 @@ class IngestSettings(CommonSettings):
     # issue 3: ingest
     sqs_send_deadline_seconds: float = env("SLUICE_SQS_SEND_DEADLINE_SECONDS", 10.0,
                                            "longest a request waits for SQS before answering 503")
-    sqs_senders: int = env("SLUICE_SQS_SENDERS", 2,
+    sqs_senders: int = env("SLUICE_SQS_SENDERS", 1,
                            "SendMessageBatch calls in flight per ingest process (shared by requests)")
     sqs_linger_ms: float = env("SLUICE_SQS_LINGER_MS", 100.0,
                                "under load, longest a partial SendMessageBatch waits to fill up")
