@@ -12,6 +12,7 @@ begins from it instead of knowing no key at all.
 Revocation: a revoked key stops working within `ttl` seconds (plus one reload query) while
 Postgres answers. During an outage the last snapshot is trusted, since it cannot be checked.
 """
+import contextlib
 import json
 import logging
 import os
@@ -108,14 +109,17 @@ class KeyCache:
         """Replace the shared file atomically; its mtime says when Postgres last vouched for it."""
         if not self._snapshot_path:
             return
-        try:
-            directory = os.path.dirname(self._snapshot_path) or "."
-            with tempfile.NamedTemporaryFile("w", dir=directory, prefix=".keys-", delete=False) as out:
+        tmp = None
+        try:  # mkstemp creates the file 0600: only this user reads the hashes
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self._snapshot_path) or ".", prefix=".keys-")
+            with os.fdopen(fd, "w") as out:
                 json.dump({digest.hex(): app_id for digest, app_id in self._keys.items()}, out)
-            os.chmod(out.name, 0o600)
-            os.replace(out.name, self._snapshot_path)
+            os.replace(tmp, self._snapshot_path)
         except OSError as exc:  # the cache in memory still works; say why the file does not
             log.warning("cannot write key snapshot %s: %s", self._snapshot_path, exc)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     def _read_snapshot(self) -> dict[bytes, int]:
         if not self._snapshot_path:
