@@ -17,7 +17,6 @@ import math
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,14 +34,16 @@ from shared.db import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def make_bodies(variants: int, per_request: int) -> list[bytes]:
     """Distinct 100-event requests, shaped like real product analytics events."""
     bodies = []
     for v in range(variants):
-        events = [{"customer": f"CUSTOMER-{(v * 7 + i) % 40}", "product": ["PORTFOLIO", "WATCHLIST", "CHARTS"][i % 3],
+        events = [{"customer": f"CUSTOMER-{(v * 7 + i) % 40}",
+                   "product": ["PORTFOLIO", "WATCHLIST", "CHARTS"][i % 3],
                    "type": f"PORTFOLIO-APPLICATION-{['LOADED', 'SAVED', 'SHARED', 'CLOSED'][i % 4]}",
                    "timestamp": 1568381886060 + v * 1000 + i,
                    "context": [f"user-{(v * 131 + i) % 9973}", f"session-{uuid.uuid4().hex[:12]}", "web"]}
@@ -53,8 +54,8 @@ def make_bodies(variants: int, per_request: int) -> list[bytes]:
 
 def gunicorn(app: str, env: dict, log: Path) -> tuple[subprocess.Popen, int]:
     port = devstack.free_port()
-    proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-b", f"127.0.0.1:{port}", app],
-                            env=env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+    cmd = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-b", f"127.0.0.1:{port}", app]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
     def healthy():
@@ -68,7 +69,8 @@ def gunicorn(app: str, env: dict, log: Path) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def run_http(port: int, bodies: list[bytes], count: int, concurrency: int, headers: dict) -> tuple[float, list[float]]:
+def run_http(port: int, bodies: list[bytes], count: int, concurrency: int,
+             headers: dict) -> tuple[float, list[float]]:
     """POST `count` requests with `concurrency` keep-alive connections; (seconds, latencies)."""
     latencies, errors, lock, next_index = [], [], threading.Lock(), iter(range(count))
 
@@ -221,7 +223,8 @@ def main(argv: list[str]) -> int:
         raw_total, raw_lat, raw_calls = 0.0, [], 0
         per_slice = math.ceil(len(messages) / len(slices))
         for s in range(0, len(messages), per_slice):
-            seconds, latencies, calls = run_boto3(sqs, queue_url, messages[s:s + per_slice], args.boto3_threads)
+            seconds, latencies, calls = run_boto3(sqs, queue_url, messages[s:s + per_slice],
+                                                  args.boto3_threads)
             raw_total, raw_lat, raw_calls = raw_total + seconds, raw_lat + latencies, raw_calls + calls
             empty_queue(sqs, settings)
 

@@ -58,7 +58,8 @@ def read_body(limit: int):
     except BadBody as exc:
         raise Refused(400, "MALFORMED_JSON", str(exc)) from None
     except UnsupportedEncoding as exc:
-        raise Refused(415, "UNSUPPORTED_ENCODING", f"Content-Encoding {exc} is not supported; use gzip.") from None
+        raise Refused(415, "UNSUPPORTED_ENCODING",
+                      f"Content-Encoding {exc} is not supported; use gzip.") from None
 
 
 def validate(validator, body) -> list | dict:
