@@ -10,9 +10,11 @@ _CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, max_pool_conne
 DLQ_MAX_RECEIVES = 5
 
 
-def client(settings, service: str):
+def client(settings, service: str, **config):
+    """A boto3 client; keyword arguments override botocore Config options (timeouts, retries)."""
     return boto3.client(service, region_name=settings.aws_region,
-                        endpoint_url=settings.aws_endpoint_url, config=_CONFIG)
+                        endpoint_url=settings.aws_endpoint_url,
+                        config=_CONFIG.merge(Config(**config)) if config else _CONFIG)
 
 
 def queue_url(sqs, name: str) -> str:

@@ -74,6 +74,16 @@ class IngestSettings(CommonSettings):
     message_max_bytes: int = env("SLUICE_MESSAGE_MAX_BYTES", 262_144, "SQS message size limit")
     key_cache_seconds: float = env("SLUICE_KEY_CACHE_SECONDS", 30.0,
                                    "how long a key lookup is trusted before asking Postgres again")
+    # issue 3: ingest
+    sqs_send_deadline_seconds: float = env("SLUICE_SQS_SEND_DEADLINE_SECONDS", 10.0,
+                                           "longest a request waits for SQS before answering 503")
+    sqs_senders: int = env("SLUICE_SQS_SENDERS", 1,
+                           "SendMessageBatch calls in flight per ingest process (shared by requests)")
+    sqs_linger_ms: float = env("SLUICE_SQS_LINGER_MS", 100.0,
+                               "under load, longest a partial SendMessageBatch waits to fill up")
+    key_snapshot_path: str | None = env("SLUICE_KEY_SNAPSHOT_PATH", None,
+                                        "file where ingest processes share live key hashes; "
+                                        "default: one per database in the temp directory")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -63,6 +63,13 @@ def app_for_key(conn, key: str) -> int | None:
         return row[0] if row else None
 
 
+def live_key_hashes(conn) -> dict[bytes, int]:
+    """Every live (unrevoked) key's hash -> its app: what ingest caches to outlive Postgres."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT key_hash, app_id FROM api_keys WHERE revoked_at IS NULL")
+        return {bytes(key_hash): app_id for key_hash, app_id in cur}
+
+
 def user_by_email(conn, email: str) -> int | None:
     with conn.cursor() as cur:
         cur.execute("SELECT id FROM users WHERE email = %s", (email.strip().lower(),))

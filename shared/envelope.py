@@ -12,17 +12,25 @@ Version 1, one JSON object per SQS message body:
 
 A body that starts with "{" is that JSON as is. A body that starts with "gz:" is the same JSON,
 gzip-compressed and base64-encoded (SQS bodies must be text); the ingest API uses that form only
-when it is smaller. (app_id, batch, first_sequence + i) identifies an event, which is what makes
-storing idempotent when SQS delivers a message twice.
+when it is smaller, or when the JSON holds characters SQS refuses in a body (U+FFFE, U+FFFF).
+(app_id, batch, first_sequence + i) identifies an event, which is what makes storing idempotent
+when SQS delivers a message twice.
+
+Event forms by kind: "barchart" events are shared.schemas.barchart Events as loaded; "moesif"
+events are what shared.schemas.moesif.validate_moesif_events returns (times in UTC ISO 8601).
 """
 import base64
 import gzip
 import json
+import re
 
 VERSION = 1
 GZIP_PREFIX = "gz:"
 # Below this size gzip's header and base64's third rarely pay for themselves.
 COMPRESS_FROM_BYTES = 1024
+# Characters JSON leaves as they are but SQS refuses in a message body (it allows #x9 #xA #xD,
+# #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF; json.dumps already escapes the control characters).
+_SQS_UNSAFE = re.compile("[\ufffe\uffff]")
 
 
 class EnvelopeError(ValueError):
@@ -34,12 +42,16 @@ def _dumps(obj) -> str:
 
 
 def encode_body(envelope_json: str) -> str:
-    """Return the SQS body for an envelope's JSON text, compressed when that is smaller."""
+    """Return the SQS body for an envelope's JSON text, compressed when that is smaller.
+
+    Text that SQS refuses in a body (U+FFFE, U+FFFF) is always sent compressed: base64 is safe.
+    """
     raw = envelope_json.encode()
-    if len(raw) < COMPRESS_FROM_BYTES:
+    sqs_safe = _SQS_UNSAFE.search(envelope_json) is None
+    if len(raw) < COMPRESS_FROM_BYTES and sqs_safe:
         return envelope_json
     packed = GZIP_PREFIX + base64.b64encode(gzip.compress(raw, compresslevel=6)).decode("ascii")
-    return packed if len(packed) < len(raw) else envelope_json
+    return packed if len(packed) < len(raw) or not sqs_safe else envelope_json
 
 
 def envelope_head(kind: str, app_id: int, batch: str, first_sequence: int, received_ms: int) -> str:
@@ -49,14 +61,24 @@ def envelope_head(kind: str, app_id: int, batch: str, first_sequence: int, recei
     return head[:-1] + ',"events":['
 
 
+def encode_events(events: list) -> list[str]:
+    """Each event's JSON text, as it will sit inside an envelope (callers can check its size)."""
+    return [_dumps(e) for e in events]
+
+
 def pack(kind: str, app_id: int, batch: str, events: list, received_ms: int, max_bytes: int) -> list[str]:
-    """Split a request's events into as few envelope bodies as fit under max_bytes each.
+    """Split a request's events into as few envelope bodies as fit under max_bytes each."""
+    return pack_encoded(kind, app_id, batch, encode_events(events), received_ms, max_bytes)
+
+
+def pack_encoded(kind: str, app_id: int, batch: str, encoded: list[str], received_ms: int,
+                 max_bytes: int) -> list[str]:
+    """pack() for events already turned into JSON text by encode_events().
 
     Events are serialised once. A chunk grows while its uncompressed JSON fits max_bytes; when it
     compresses, the chunk may grow further as long as the compressed body still fits, which is
     what keeps large requests to one or two messages.
     """
-    encoded = [_dumps(e) for e in events]
     bodies: list[str] = []
     start = 0
     while start < len(encoded):

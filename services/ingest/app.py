@@ -1,7 +1,11 @@
 """The ingest API's application factory: `gunicorn 'services.ingest.app:create_app()'`."""
+import hashlib
+import os
+import tempfile
+
 from flask import Flask
 
-from services.ingest import events
+from services.ingest import events, moesif
 from services.ingest.keys import KeyCache
 from services.ingest.queue import EventQueue
 from services.pg import Database
@@ -14,6 +18,18 @@ OPENAPI_PATHS = {
     "/system/version": {"get": {"summary": "Get version",
                                 "responses": {"200": {"description": "Version"}}}},
 }
+_MOESIF_ONE = {"post": {"summary": "Add one API call event (Moesif)",
+                        "parameters": [{"name": "X-Moesif-Application-Id", "in": "header", "required": True}],
+                        "responses": {"200": {"description": "Accepted onto the queue"}}}}
+_MOESIF_BATCH = {"post": {**_MOESIF_ONE["post"], "summary": "Add a batch of API call events (Moesif)"}}
+OPENAPI_PATHS.update({"/moesifapi/events": _MOESIF_ONE, "/v1/events": _MOESIF_ONE,
+                      "/moesifapi/events/batch": _MOESIF_BATCH, "/v1/events/batch": _MOESIF_BATCH})
+
+
+def default_snapshot_path(settings: IngestSettings) -> str:
+    """One key snapshot file per database, so two deployments on one host never share keys."""
+    database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"sluice-ingest-keys-{os.getuid()}-{database}.json")
 
 
 def create_app(settings: IngestSettings | None = None) -> Flask:
@@ -21,9 +37,12 @@ def create_app(settings: IngestSettings | None = None) -> Flask:
     app = Flask("sluice.ingest")
     db = Database(settings.database_url, maxconn=8)
     queue = EventQueue(settings)
-    app.config.update(SETTINGS=settings, DB=db, QUEUE=queue,
-                      KEYS=KeyCache(db, settings.key_cache_seconds))
+    keys = KeyCache(db, settings.key_cache_seconds,
+                    settings.key_snapshot_path or default_snapshot_path(settings))
+    keys.start_refreshing()  # gunicorn calls create_app in each worker, after the fork
+    app.config.update(SETTINGS=settings, DB=db, QUEUE=queue, KEYS=keys)
     app.register_blueprint(events.bp)
+    app.register_blueprint(moesif.bp)
     install_common(app, "ingest", {"sqs": queue.ping},
                    openapi_document("Sluice ingest API", OPENAPI_PATHS))
     return app

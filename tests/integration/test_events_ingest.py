@@ -79,3 +79,32 @@ def test_oversized_bodies_get_413_plain_and_gzip(ingest, tenant):
     resp = client.post("/events", data=bomb, auth=auth,
                        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
     assert resp.status_code == 413 and resp.json[0]["value"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_an_event_over_the_per_event_limit_gets_413_naming_its_index(stack, names, provisioned, tenant):
+    client = create_app(stack.settings(IngestSettings, **names)).test_client()  # default 1 MB body limit
+    resp = client.post("/events", json=[EVENT, {**EVENT, "context": ["z" * 33_000]}],
+                       auth=(str(tenant[0]), tenant[1]))
+    assert resp.status_code == 413 and "[1]" in resp.json[0]["value"]["message"]
+
+
+def test_text_sqs_cannot_carry_is_queued_safely_or_refused(stack, names, ingest, tenant):
+    client, _ = ingest
+    auth = (str(tenant[0]), tenant[1])
+    odd = {**EVENT, "context": ["\uffff", "\u00e9\u4e2d"]}  # U+FFFF is valid JSON but not a valid SQS body
+    assert client.post("/events", json=[odd], auth=auth).status_code == 200
+    [env] = queued_envelopes(stack, names)
+    assert env["events"] == [odd]
+    resp = client.post("/events", data='[{"customer":"\\ud800","product":"P","type":"T","timestamp":1,'
+                                       '"context":[]}]', auth=auth, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400  # a lone surrogate cannot be stored anywhere
+
+
+def test_open_ingestion_takes_anonymous_traffic_for_the_named_app_only(stack, names, provisioned, tenant):
+    app_id, key = tenant
+    client = create_app(stack.settings(IngestSettings, **names, open_ingest_app=app_id)).test_client()
+    resp = client.post("/events", json=[EVENT])
+    assert resp.status_code == 200
+    [env] = queued_envelopes(stack, names)
+    assert env["app_id"] == app_id and env["batch"] == resp.json[0]["batch"]
+    assert client.post("/events", json=[EVENT], auth=(str(app_id), "sk_wrong")).status_code == 401

@@ -47,3 +47,9 @@ def test_an_event_larger_than_a_message_is_refused():
 def test_poison_bodies_are_refused(body):
     with pytest.raises(envelope.EnvelopeError):
         envelope.decode(body)
+
+
+def test_text_sqs_refuses_travels_compressed_even_when_small():
+    evs = [{"customer": "A", "product": "B", "type": "C", "timestamp": 1, "context": ["\uffff"]}]
+    [body] = envelope.pack("barchart", 1, "b", evs, 0, 262144)
+    assert body.startswith(envelope.GZIP_PREFIX) and envelope.decode(body)["events"] == evs

@@ -38,3 +38,13 @@ def test_settings_read_and_cast_environment_values():
     s = IngestSettings.from_env({"SLUICE_DATABASE_URL": "x", "SLUICE_OPEN_INGEST_APP": "12",
                                  "SLUICE_MAX_BODY_BYTES": "2048"})
     assert s.open_ingest_app == 12 and s.max_body_bytes == 2048 and s.events_queue == "sluice-events"
+
+
+@pytest.mark.parametrize("bad", [
+    {**GOOD, "customer": ""}, {**GOOD, "type": "t" * 257}, {**GOOD, "timestamp": True},
+    {**GOOD, "timestamp": -1}, {**GOOD, "context": ["x", 1]}, {**GOOD, "context": None},
+    {**GOOD, "product": None}, [GOOD],
+])
+def test_the_fast_path_lets_nothing_through_that_the_schema_refuses(bad):
+    with pytest.raises(ValidationError):
+        validate_events([GOOD, bad])

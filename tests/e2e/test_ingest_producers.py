@@ -1,0 +1,108 @@
+"""The ingest API under gunicorn: the real moesifapi client, and keys that outlive Postgres."""
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+import requests
+
+from services import aws, devstack, tenancy
+from services.pg import Database
+from services.settings import CommonSettings
+from shared import envelope
+from shared.db import upgrade
+from tests.conftest import wait_for
+
+EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000123, "context": ["eu"]}
+
+
+def queued(stack, names) -> list[dict]:
+    """Every envelope on the test's events queue (received, not deleted: it is the test's own)."""
+    sqs = aws.client(stack.settings(CommonSettings, **names), "sqs")
+    url = aws.queue_url(sqs, names["events_queue"])
+    found = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                  VisibilityTimeout=30).get("Messages", [])
+        if not got:
+            return found
+        found += [envelope.decode(m["Body"]) for m in got]
+
+
+@pytest.fixture
+def moesif_client():
+    from moesifapi.configuration import Configuration
+    from moesifapi.moesif_api_client import MoesifAPIClient
+    saved = Configuration.BASE_URI, Configuration.application_id
+    yield lambda base_uri, key: (setattr(Configuration, "BASE_URI", base_uri), MoesifAPIClient(key).api)[1]
+    Configuration.BASE_URI, Configuration.application_id = saved
+
+
+def test_the_real_moesifapi_client_posts_events_and_batches(stack, names, services, tenant, moesif_client):
+    from moesifapi.exceptions.api_exception import APIException
+    from moesifapi.models import EventModel, EventRequestModel, EventResponseModel
+    ingest = services.ingest()
+    app_id, key = tenant
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+
+    def event(i):
+        return EventModel(
+            request=EventRequestModel(time=now, uri=f"https://api.acme.test/items/{i}", verb="GET",
+                                      ip_address="203.0.113.9", headers={"Accept": "*/*"}),
+            response=EventResponseModel(time=now, status=200, headers={}, body={"id": i}),
+            user_id="u-1", direction="Incoming", metadata={"i": i})
+
+    api = moesif_client(ingest.url, key)
+    api.create_event(event(0))  # raises APIException unless the answer is 2xx
+    api.create_events_batch([event(i) for i in range(1, 4)])
+    envs = queued(stack, names)
+    assert {e["kind"] for e in envs} == {"moesif"} and {e["app_id"] for e in envs} == {app_id}
+    calls = sorted((ev for e in envs for ev in e["events"]), key=lambda ev: ev["metadata"]["i"])
+    assert [ev["request"]["uri"] for ev in calls] == [f"https://api.acme.test/items/{i}" for i in range(4)]
+    assert calls[2]["response"]["body"] == {"id": 2} and calls[0]["company_id"] is None
+
+    with pytest.raises(APIException) as info:
+        moesif_client(ingest.url, "sk_wrong").create_event(event(9))
+    assert info.value.response_code == 401
+
+
+def test_known_keys_keep_posting_across_processes_with_postgres_stopped(stack, names, services):
+    pg_proc, pg_url = devstack.start_postgres(stack.root / f"pg-{uuid.uuid4().hex[:8]}", devstack.free_port(),
+                                              durable=False)
+    try:
+        upgrade(pg_url)
+        db = Database(pg_url, maxconn=2)
+        with db.connection() as conn:
+            app_id = tenancy.create_app(conn, tenancy.create_org(conn, "org"), "app")
+            (_, known), (revoked_id, revoked) = tenancy.create_key(conn, app_id), tenancy.create_key(conn, app_id)
+        env = {"SLUICE_DATABASE_URL": pg_url, "SLUICE_KEY_CACHE_SECONDS": "1", "SLUICE_WEB_WORKERS": "2",
+               "SLUICE_KEY_SNAPSHOT_PATH": str(stack.root / f"keys-{uuid.uuid4().hex[:8]}.json")}
+        ingest = services.ingest(**env)
+
+        def post(key):  # a new connection each time, so both gunicorn processes answer some
+            return requests.post(ingest.url + "/events", json=[EVENT], auth=(str(app_id), key), timeout=15)
+
+        with db.connection() as conn:  # created after the processes loaded their snapshots
+            _, fresh = tenancy.create_key(conn, app_id)
+        assert post(fresh).status_code == 200
+        with db.connection() as conn, conn.cursor() as cur:
+            cur.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s", (revoked_id,))
+        # Revocation takes effect within SLUICE_KEY_CACHE_SECONDS (1 s here) in every process.
+        wait_for(lambda: all(post(revoked).status_code == 401 for _ in range(10)), 10, "revocation")
+        db.close()
+
+        devstack.stop(pg_proc)
+        answers = [post(key) for _ in range(10) for key in (known, fresh)]
+        assert [r.status_code for r in answers] == [200] * 20, answers[0].text
+        # A key outside the snapshot (revoked, or never seen) is not let in; without Postgres we
+        # cannot tell which, so the answer is "retry later", not a 200.
+        assert post(revoked).status_code == 503 and post("sk_never-seen").status_code == 503
+        # Processes started during the outage begin from the snapshot the others left on disk.
+        restarted = services.ingest(**env)
+        resp = requests.post(restarted.url + "/events", json=[EVENT], auth=(str(app_id), known), timeout=15)
+        assert resp.status_code == 200, resp.text
+        answers.append(resp)
+        # Their events wait in SQS for the workers, who store them once Postgres returns.
+        batches = {e["batch"] for e in queued(stack, names)}
+        assert {r.json()[0]["batch"] for r in answers} <= batches
+    finally:
+        devstack.stop(pg_proc)

@@ -1,0 +1,108 @@
+"""The Moesif routes through the real app against real Postgres (keys) and moto server (SQS)."""
+import gzip
+import json
+
+import pytest
+
+from services.ingest.app import create_app
+from services.settings import IngestSettings
+from tests.integration.test_events_ingest import queued_envelopes
+
+# What the real moesifapi client sends: naive ISO times, explicit nulls for what it lacks.
+EVENT = {
+    "request": {"time": "2024-05-01T10:00:00.123456", "uri": "https://api.acme.test/items?q=1", "verb": "GET",
+                "ip_address": "203.0.113.9", "api_version": None, "headers": {"Accept": "*/*"}, "body": None,
+                "transfer_encoding": None},
+    "response": {"time": "2024-05-01T10:00:00.456Z", "status": 200, "ip_address": None,
+                 "headers": {"Content-Type": "application/json"}, "body": {"items": [1, 2]},
+                 "transfer_encoding": None},
+    "session_token": None, "tags": None, "user_id": "u-1", "company_id": None, "metadata": {"plan": "pro"},
+    "direction": "Incoming", "weight": None, "blocked_by": None, "transaction_id": "t-1",
+}
+ROUTES = ["/moesifapi/events", "/v1/events"]
+BATCH_ROUTES = ["/moesifapi/events/batch", "/v1/events/batch"]
+
+
+@pytest.fixture
+def client(stack, names, provisioned):
+    return create_app(stack.settings(IngestSettings, **names)).test_client()
+
+
+def post(client, path, body, key, gzipped=False):
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "X-Moesif-Application-Id": key}
+    if gzipped:
+        data, headers["Content-Encoding"] = gzip.compress(data), "gzip"
+    return client.post(path, data=data, headers=headers)
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_one_event_is_queued_in_the_moesif_form(stack, names, client, tenant, path):
+    app_id, key = tenant
+    resp = post(client, path, EVENT, key, gzipped=True)
+    assert resp.status_code == 200, resp.json
+    [env] = queued_envelopes(stack, names)
+    assert env["kind"] == "moesif" and env["app_id"] == app_id and env["batch"] == resp.json["batch"]
+    [stored] = env["events"]
+    assert stored["request"]["time"] == "2024-05-01T10:00:00.123456Z"  # normalised to UTC
+    assert stored["response"]["body"] == {"items": [1, 2]} and stored["user_id"] == "u-1"
+    assert stored["company_id"] is None and stored["metadata"] == {"plan": "pro"}
+
+
+@pytest.mark.parametrize("path", BATCH_ROUTES)
+def test_a_batch_is_queued_in_order(stack, names, client, tenant, path):
+    batch = [{**EVENT, "transaction_id": f"t-{i}"} for i in range(5)]
+    resp = post(client, path, batch, tenant[1])
+    assert resp.status_code == 200 and resp.json["count"] == 5
+    [env] = queued_envelopes(stack, names)
+    assert [e["transaction_id"] for e in env["events"]] == [f"t-{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("key", ["", "sk_not-a-key"])
+def test_missing_or_unknown_application_id_gets_401(client, key):
+    resp = post(client, "/v1/events/batch", [EVENT], key)
+    assert resp.status_code == 401 and resp.json["error"]["code"] == "UNAUTHORIZED"
+
+
+def test_bad_events_get_400_naming_index_and_field(client, tenant):
+    key = tenant[1]
+    bad_time = {**EVENT, "request": {**EVENT["request"], "time": "yesterday"}}
+    resp = post(client, "/v1/events/batch", [EVENT, bad_time], key)
+    assert resp.status_code == 400 and "[1].request.time" in resp.json["error"]["message"]
+    no_status = {**EVENT, "response": {k: v for k, v in EVENT["response"].items() if k != "status"}}
+    resp = post(client, "/moesifapi/events", no_status, key)
+    assert resp.status_code == 400 and "response.status" in resp.json["error"]["message"]
+    assert post(client, "/v1/events", [EVENT], key).status_code == 400  # one event is an object
+    assert post(client, "/v1/events/batch", EVENT, key).status_code == 400  # a batch is an array
+    assert post(client, "/v1/events/batch", [], key).status_code == 400
+    resp = client.post("/v1/events", data=b"{\"request\":", headers={"X-Moesif-Application-Id": key})
+    assert resp.status_code == 400 and resp.json["error"]["code"] == "MALFORMED_JSON"
+
+
+def test_limits_250kb_batch_and_32kb_event_get_413(client, tenant):
+    key = tenant[1]
+    over_batch = [{**EVENT, "metadata": {"pad": "x" * 20_000}} for _ in range(13)]  # ~265 KB
+    resp = post(client, "/v1/events/batch", over_batch, key, gzipped=True)
+    assert resp.status_code == 413 and resp.json["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    big_event = {**EVENT, "response": {**EVENT["response"], "body": "y" * 40_000}}
+    resp = post(client, "/v1/events/batch", [EVENT, big_event], key)
+    assert resp.status_code == 413 and "[1]" in resp.json["error"]["message"]
+
+
+def test_an_encoding_we_cannot_inflate_gets_415(client, tenant):
+    resp = client.post("/v1/events", data=b"\x00\x01", headers={"X-Moesif-Application-Id": tenant[1],
+                                                                  "Content-Encoding": "br"})
+    assert resp.status_code == 415 and resp.json["error"]["code"] == "UNSUPPORTED_ENCODING"
+
+
+NASTY = [b"null", b'"s"', b"[null]", b"[[]]", b'{"events": null}', b"[" * 100_000, b'{"a":' * 5000,
+         b"\xff\xfe", b"", b"[1e999999]", b"NaN", b'[{"request": {"time": NaN}}]', b'{"request": [], "response": 1}']
+
+
+@pytest.mark.parametrize("body", NASTY, ids=range(len(NASTY)))
+@pytest.mark.parametrize("path", ["/events", "/v1/events", "/v1/events/batch"])
+def test_bad_input_never_gets_a_500(client, tenant, path, body):
+    app_id, key = tenant
+    resp = client.post(path, data=body, auth=(str(app_id), key),
+                       headers={"Content-Type": "application/json", "X-Moesif-Application-Id": key})
+    assert resp.status_code == 400, resp.get_data()
