@@ -10,7 +10,7 @@ from services.pg import Database
 from services.settings import CommonSettings
 from shared import envelope
 from shared.db import upgrade
-from tests.conftest import wait_for
+from tests.conftest import query, wait_for
 
 EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000123, "context": ["eu"]}
 
@@ -106,3 +106,25 @@ def test_known_keys_keep_posting_across_processes_with_postgres_stopped(stack, n
         assert {r.json()[0]["batch"] for r in answers} <= batches
     finally:
         devstack.stop(pg_proc)
+
+
+def test_moesif_calls_from_the_real_client_land_in_postgres_once(stack, services, tenant, moesif_client):
+    """The Moesif path end to end: moesifapi -> gunicorn ingest -> SQS -> celery worker -> api_calls."""
+    from moesifapi.models import EventModel, EventRequestModel, EventResponseModel
+    ingest, _ = services.ingest(), services.worker()
+    app_id, key = tenant
+    when = datetime(2024, 5, 1, 12, 0, 0, 250000)  # naive, as the client sends it: taken as UTC
+    calls = [EventModel(request=EventRequestModel(time=when, uri=f"https://api.acme.test/v/{i}", verb="POST",
+                                                  ip_address="198.51.100.4", body={"n": i}),
+                        response=EventResponseModel(time=when, status=201 + i),
+                        user_id=f"user-{i}", company_id=None, weight=None)
+             for i in range(3)]
+    moesif_client(ingest.url, key).create_events_batch(calls)
+
+    def stored():
+        return query(stack.database_url, """SELECT uri, verb, status, user_id, company_id, request->'body',
+                                                   request_time = '2024-05-01T12:00:00.25Z'
+                                            FROM api_calls WHERE app_id = %s ORDER BY sequence""", (app_id,))
+    rows = wait_for(lambda: len(stored()) == 3 and stored(), 60, "Moesif calls in Postgres")
+    assert rows == [(f"https://api.acme.test/v/{i}", "POST", 201 + i, f"user-{i}", None, {"n": i}, True)
+                    for i in range(3)]
