@@ -165,6 +165,7 @@ LAUNCHER_VARIABLES = {
     "SLUICE_CONTROL_PORT": "8001",     # make run: control API port
     "SLUICE_MOTO_PORT": "5000",        # make run: moto server port, when it starts one
     "SLUICE_STATE_DIR": ".state",      # make run: private databases, logs and run.env
+    "SLUICE_MAIL_SINK_PORT": "1025",   # make run: local SMTP sink, unless SLUICE_SMTP_HOST is set
     "SLUICE_WORKER_CONCURRENCY": "2",  # make run: Celery worker processes for tasks
     "SLUICE_WEB_WORKERS": "2",         # gunicorn worker processes per API
     "SLUICE_WEB_THREADS": "8",         # gunicorn threads per worker process
