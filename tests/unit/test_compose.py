@@ -20,7 +20,7 @@ def required(cls):
 
 
 def test_compose_runs_the_whole_trio_and_its_dependencies():
-    assert {"postgres", "redis", "aws", "migrate", "ingest", "control", "worker", "beat"} <= set(SERVICES)
+    assert {"postgres", "redis", "aws", "mail", "migrate", "ingest", "control", "worker", "beat"} <= set(SERVICES)
 
 
 def test_every_sluice_process_is_built_from_the_one_dockerfile():
