@@ -17,12 +17,9 @@ import io
 import multiprocessing as mp
 import os
 import queue
-import shutil
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import psycopg2
 
@@ -31,7 +28,6 @@ from services.pg import Database
 from services.settings import WorkerSettings
 from services.worker.store import _text_field
 from shared import envelope
-from shared.db import upgrade
 
 EVENT = {"customer": "BARCHART", "product": "PORTFOLIO", "type": "PORTFOLIO-APPLICATION-LOADED",
          "timestamp": 1568381886060, "context": ["watchlist", "quotes"]}
@@ -171,15 +167,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
-    root = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
-    root.chmod(0o755)  # the postgres user must reach its data directory
-    procs = []
-    try:
-        pg, database_url = devstack.start_postgres(root / "pg", devstack.free_port())
-        procs.append(pg)
-        moto, endpoint = devstack.start_moto(devstack.free_port(), root / "moto.log")
-        procs.append(moto)
-        upgrade(database_url)
+    with devstack.private_stack("sluice-bench-", durable=True) as local:
+        database_url, endpoint = local.database_url, local.aws_endpoint_url
         settings = WorkerSettings(database_url=database_url, aws_endpoint_url=endpoint, redis_url="redis://unused",
                                   drain_threads=args.threads, drain_wait_seconds=1, worker_metrics_port=0)
         url = aws.provision(settings, visibility_timeout=60)["queue_url"]
@@ -222,7 +211,3 @@ def main(argv: list[str]) -> int:
             ratio = f"= {rate / floor:.2f} x the slower floor" if name.startswith("drain") else ""
             print(f"  {name:<34} {streams:<11} {rate:>9.0f} events/s  {ratio}", flush=True)
         return 0
-    finally:
-        for proc in reversed(procs):
-            devstack.stop(proc)
-        shutil.rmtree(root, ignore_errors=True)

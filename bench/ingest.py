@@ -16,10 +16,8 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -30,7 +28,6 @@ from services import aws, devstack, tenancy
 from services.pg import Database
 from services.settings import IngestSettings
 from shared import envelope
-from shared.db import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -163,15 +160,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     os.environ.update(AWS_ENV)
 
-    root = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
-    root.chmod(0o755)
-    procs = []
-    try:
-        pg, db_url = devstack.start_postgres(root / "pg", devstack.free_port(), durable=False)
-        procs.append(pg)
-        moto, moto_url = devstack.start_moto(devstack.free_port(), root / "moto.log")
-        procs.append(moto)
-        upgrade(db_url)
+    with devstack.private_stack("sluice-bench-") as local:
+        db_url, moto_url, root = local.database_url, local.aws_endpoint_url, local.root
         db = Database(db_url, maxconn=1)
         with db.connection() as conn:
             app_id = tenancy.create_app(conn, tenancy.create_org(conn, "bench"), "bench")
@@ -196,7 +186,6 @@ def main(argv: list[str]) -> int:
 
         def http_round(app: str, name: str):
             proc, port = gunicorn(app, env, root / f"{name}.log")
-            procs.append(proc)
             try:
                 run_http(port, bodies, 2 * args.concurrency, args.concurrency, headers)  # warm up
                 empty_queue(sqs, settings)
@@ -243,7 +232,3 @@ def main(argv: list[str]) -> int:
               f"({len(messages)} messages, {sum(len(m) for m in messages) / len(messages):.0f} B average)")
         print(f"ingest SQS requests / minimum = {made / minimum:.2f}   (goal <= 1.20)")
         return 0
-    finally:
-        for proc in reversed(procs):
-            devstack.stop(proc)
-        shutil.rmtree(root, ignore_errors=True)

@@ -15,14 +15,11 @@ import argparse
 import json
 import multiprocessing
 import select
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import psycopg2
 import urllib3
@@ -32,7 +29,6 @@ from services.control import formance_store
 from services.pg import Database
 from services.settings import WorkerSettings
 from services.worker.store import store
-from shared.db import upgrade
 
 
 class Receiver:
@@ -192,49 +188,45 @@ def main(argv) -> int:
     parser.add_argument("--backfill", type=int, default=20000, help="events for the backfill run")
     args = parser.parse_args(argv)
 
-    root = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
-    root.chmod(0o755)
-    pg, url = devstack.start_postgres(root / "pg", devstack.free_port(), durable=True)
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     runner = None
-    try:
-        upgrade(url)
-        db = Database(url, maxconn=8)
-        with db.connection() as conn:
-            org = tenancy.create_org(conn, "bench")
-            latency_app, backfill_app = tenancy.create_app(conn, org, "latency"), tenancy.create_app(conn, org, "fill")
-        receiver = Receiver()
-        runner = ctx.Process(target=_run_runner, args=(url, stop), daemon=True)
-        runner.start()
-        print(f"defaults: poll {WorkerSettings.variables()['SLUICE_PIPELINE_POLL_SECONDS']} s, "
-              f"batch {WorkerSettings.variables()['SLUICE_PIPELINE_BATCH_SIZE']}; Postgres durable, 127.0.0.1")
+    with devstack.private_stack("sluice-bench-", moto=False, durable=True) as local:
+        try:
+            url = local.database_url
+            db = Database(url, maxconn=8)
+            with db.connection() as conn:
+                org = tenancy.create_org(conn, "bench")
+                latency_app, backfill_app = tenancy.create_app(conn, org, "latency"), tenancy.create_app(conn, org, "fill")
+            receiver = Receiver()
+            runner = ctx.Process(target=_run_runner, args=(url, stop), daemon=True)
+            runner.start()
+            print(f"defaults: poll {WorkerSettings.variables()['SLUICE_PIPELINE_POLL_SECONDS']} s, "
+                  f"batch {WorkerSettings.variables()['SLUICE_PIPELINE_BATCH_SIZE']}; Postgres durable, 127.0.0.1")
 
-        body = ("[" + ",".join(json.dumps({**envelope(0, 1)["events"][0], "batch": "x"}) for _ in range(10))
-                + "]").encode()
-        notify, post = floor_notify(url), floor_post(receiver.url, body)
-        floor50 = statistics.median(notify) + statistics.median(post)
-        floor99 = pct(notify, 99) + pct(post, 99)
-        lat = latency(db, latency_app, receiver, args.seconds, args.rate)
-        p50, p99, worst = pct(lat, 50), pct(lat, 99), max(lat)
-        achieved = len(lat) * 10 / args.seconds
-        print(f"latency, {len(lat)} transactions of 10 events for {args.seconds:.0f} s "
-              f"({achieved:.0f} events/s stored; asked for {args.rate}):")
-        print(f"  commit -> destination  p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  max {worst * 1000:7.1f} ms"
-              f"   (target p99 < 2000 ms: {'met' if p99 < 2 else 'MISSED'})")
-        print(f"  floor (NOTIFY + bare POST) p50 {floor50 * 1000:7.2f} ms  p99 {floor99 * 1000:7.2f} ms")
-        print(f"  ratio p50 {p50 / floor50:6.1f}x   p99 {p99 / floor99:6.1f}x")
+            body = ("[" + ",".join(json.dumps({**envelope(0, 1)["events"][0], "batch": "x"}) for _ in range(10))
+                    + "]").encode()
+            notify, post = floor_notify(url), floor_post(receiver.url, body)
+            floor50 = statistics.median(notify) + statistics.median(post)
+            floor99 = pct(notify, 99) + pct(post, 99)
+            lat = latency(db, latency_app, receiver, args.seconds, args.rate)
+            p50, p99, worst = pct(lat, 50), pct(lat, 99), max(lat)
+            achieved = len(lat) * 10 / args.seconds
+            print(f"latency, {len(lat)} transactions of 10 events for {args.seconds:.0f} s "
+                  f"({achieved:.0f} events/s stored; asked for {args.rate}):")
+            print(f"  commit -> destination  p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  max {worst * 1000:7.1f} ms"
+                  f"   (target p99 < 2000 ms: {'met' if p99 < 2 else 'MISSED'})")
+            print(f"  floor (NOTIFY + bare POST) p50 {floor50 * 1000:7.2f} ms  p99 {floor99 * 1000:7.2f} ms")
+            print(f"  ratio p50 {p50 / floor50:6.1f}x   p99 {p99 / floor99:6.1f}x")
 
-        took, floor = backfill(db, url, backfill_app, receiver, args.backfill)
-        print(f"backfill, {args.backfill} events in batches of 500:")
-        print(f"  pipeline {took:6.2f} s = {args.backfill / took:8.0f} events/s")
-        print(f"  floor    {floor:6.2f} s = {args.backfill / floor:8.0f} events/s (one query, bare POST loop)")
-        print(f"  ratio {took / floor:5.2f}x the floor's time")
-        db.close()
-    finally:
-        stop.set()
-        if runner is not None:
-            runner.join(10)
-        devstack.stop(pg)
-        shutil.rmtree(root, ignore_errors=True)
+            took, floor = backfill(db, url, backfill_app, receiver, args.backfill)
+            print(f"backfill, {args.backfill} events in batches of 500:")
+            print(f"  pipeline {took:6.2f} s = {args.backfill / took:8.0f} events/s")
+            print(f"  floor    {floor:6.2f} s = {args.backfill / floor:8.0f} events/s (one query, bare POST loop)")
+            print(f"  ratio {took / floor:5.2f}x the floor's time")
+            db.close()
+        finally:  # the runner goes before its Postgres does
+            stop.set()
+            if runner is not None:
+                runner.join(10)
     return 0

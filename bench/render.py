@@ -10,19 +10,15 @@ whether memory grows with the row count. Ratios are rows/s against raw COPY of t
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from services import aws, devstack, tenancy
 from services.pg import Database
 from services.settings import WorkerSettings
 from services.worker import jobs, render
-from shared.db import upgrade
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 T0 = 1_700_000_000_000
@@ -120,15 +116,8 @@ def main(argv) -> int:
         return 0
 
     os.environ.update(AWS_ENV)
-    root = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
-    root.chmod(0o755)
-    procs = []
-    try:
-        proc, db_url = devstack.start_postgres(root / "pg", devstack.free_port(), durable=False)
-        procs.append(proc)
-        proc, moto_url = devstack.start_moto(devstack.free_port(), root / "moto.log")
-        procs.append(proc)
-        upgrade(db_url)
+    with devstack.private_stack("sluice-bench-") as local:
+        db_url, moto_url = local.database_url, local.aws_endpoint_url
         settings = WorkerSettings(database_url=db_url, aws_endpoint_url=moto_url, redis_url="redis://unused",
                                   exports_bucket="bench-exports")
         aws.provision(settings)
@@ -178,7 +167,3 @@ def main(argv) -> int:
               f"{small['peak_rss_mib']:.1f} MiB for {small['rows']:,} rows (x{full['peak_rss_mib'] / small['peak_rss_mib']:.2f} "
               f"for x{full['rows'] / max(small['rows'], 1):.0f} rows); goal: at least 0.5x raw COPY")
         return 0
-    finally:
-        for proc in reversed(procs):
-            devstack.stop(proc)
-        shutil.rmtree(root, ignore_errors=True)

@@ -9,7 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
@@ -130,3 +133,39 @@ def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@dataclass
+class LocalStack:
+    root: Path
+    database_url: str
+    aws_endpoint_url: str | None = None
+    redis_url: str | None = None
+    procs: dict = field(default_factory=dict)
+
+
+@contextmanager
+def private_stack(prefix: str, moto: bool = True, redis: bool = False, durable: bool = False):
+    """A throwaway, migrated Postgres (and moto server, Redis) on free ports in a temp directory.
+
+    The test suite and the benchmarks run on these, so they never touch `make run`'s stack.
+    """
+    from shared.db import upgrade
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)  # the postgres user must reach its data directory
+    stack = None
+    procs: dict = {}
+    try:
+        procs["postgres"], database_url = start_postgres(root / "pg", free_port(), durable=durable)
+        stack = LocalStack(root, database_url, procs=procs)
+        if redis:
+            procs["redis"], stack.redis_url = start_redis(root, free_port())
+        if moto:
+            procs["moto"], stack.aws_endpoint_url = start_moto(free_port(), root / "moto.log")
+        upgrade(database_url)
+        yield stack
+    finally:
+        for proc in reversed(procs.values()):
+            stop(proc)
+        shutil.rmtree(root, ignore_errors=True)

@@ -3,8 +3,6 @@
 They run on free ports in a temporary directory, so the suite passes beside a running `make run`.
 """
 import os
-import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +12,6 @@ import pytest
 
 from services import aws, devstack, tenancy
 from services.pg import Database
-from shared.db import upgrade
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
@@ -44,19 +41,8 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack():
     os.environ.update(AWS_ENV)
-    root = Path(tempfile.mkdtemp(prefix="sluice-test-"))
-    root.chmod(0o755)  # the postgres user must reach its data directory
-    procs = {}
-    try:
-        procs["postgres"], db_url = devstack.start_postgres(root / "pg", devstack.free_port(), durable=False)
-        procs["redis"], redis_url = devstack.start_redis(root, devstack.free_port())
-        procs["moto"], moto_url = devstack.start_moto(devstack.free_port(), root / "moto.log")
-        upgrade(db_url)
-        yield Stack(root, db_url, redis_url, moto_url, procs)
-    finally:
-        for proc in procs.values():
-            devstack.stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
+    with devstack.private_stack("sluice-test-", redis=True) as local:
+        yield Stack(local.root, local.database_url, local.redis_url, local.aws_endpoint_url, local.procs)
 
 
 @pytest.fixture
