@@ -4,6 +4,7 @@ from importlib import metadata
 
 import psycopg2
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client import multiprocess
 from psycopg2.pool import PoolError
@@ -22,11 +23,26 @@ def version() -> str:
         return "0.0.0"
 
 
+class SafeJSONProvider(DefaultJSONProvider):
+    """Deeply nested JSON is malformed input (a 400), not a RecursionError (a 500).
+
+    werkzeug's get_json() turns ValueError into a 400 (or None when silent), but lets a
+    RecursionError from the parser through.
+    """
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def install_common(app: Flask, service: str, readiness_checks: dict, openapi: dict) -> None:
     """Add /healthz, /readyz, /metrics, /openapi.json, /system/version and JSON error pages.
 
     readiness_checks maps a dependency name to a callable that raises when it does not answer.
     """
+    app.json = SafeJSONProvider(app)
 
     @app.get("/healthz")
     def healthz():
