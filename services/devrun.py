@@ -16,7 +16,7 @@ from shared.db import upgrade
 STATE = Path(os.environ.get("SLUICE_STATE_DIR", ".state"))
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_ORG, DEMO_APP = "demo", "demo-app"
-DEMO_USER = "demo@example.com"  # issue 6: log in as this user; the mail lands in .state/outbox/
+DEMO_USER = "demo@example.com"  # log in as this user; the mail lands in .state/outbox/
 
 
 def _postgres(procs) -> str:
@@ -89,7 +89,7 @@ def _seed(settings) -> tuple[int, str]:
             row = cur.fetchone()
         app_id = row[0] if row else tenancy.create_app(conn, org_id, DEMO_APP)
         _, key = tenancy.create_key(conn, app_id)
-        tenancy.create_user(conn, org_id, DEMO_USER)  # issue 6
+        tenancy.create_user(conn, org_id, DEMO_USER)
     db.close()
     return app_id, key
 
@@ -116,13 +116,13 @@ def run() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     STATE.mkdir(exist_ok=True)
     procs: list[subprocess.Popen] = []
-    sinks = []  # issue 6: the SMTP sink runs in this process, in a thread
+    sinks = []  # the SMTP sink runs in this process, in a thread
     try:
         resolved = {"SLUICE_DATABASE_URL": _postgres(procs), "SLUICE_REDIS_URL": _redis(procs)}
         endpoint = _moto(procs)
         if endpoint:
             resolved["SLUICE_AWS_ENDPOINT_URL"] = endpoint
-        resolved.update(_mail_sink(sinks))  # issue 6
+        resolved.update(_mail_sink(sinks))
         os.environ.update(resolved)
         # Recorded so that `sluice ...` in this checkout reaches the same stack with no flags.
         (STATE / "run.env").write_text("".join(f"{k}={v}\n" for k, v in resolved.items()))

@@ -74,7 +74,7 @@ class IngestSettings(CommonSettings):
     message_max_bytes: int = env("SLUICE_MESSAGE_MAX_BYTES", 262_144, "SQS message size limit")
     key_cache_seconds: float = env("SLUICE_KEY_CACHE_SECONDS", 30.0,
                                    "how long a key lookup is trusted before asking Postgres again")
-    # issue 3: ingest
+    # SQS sending and the key snapshot
     sqs_send_deadline_seconds: float = env("SLUICE_SQS_SEND_DEADLINE_SECONDS", 10.0,
                                            "longest a request waits for SQS before answering 503")
     sqs_senders: int = env("SLUICE_SQS_SENDERS", 1,
@@ -96,7 +96,7 @@ class TaskSettings(CommonSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class ControlSettings(TaskSettings):
-    # issue 6: accounts
+    # accounts: login mail, sessions, rate limits
     smtp_host: str = env("SLUICE_SMTP_HOST", "127.0.0.1", "SMTP server for login mail")
     smtp_port: int = env("SLUICE_SMTP_PORT", 25)
     smtp_starttls: bool = env("SLUICE_SMTP_STARTTLS", False, "upgrade the SMTP connection with STARTTLS")
@@ -123,11 +123,11 @@ class ControlSettings(TaskSettings):
 class WorkerSettings(TaskSettings):
     drain_threads: int = env("SLUICE_DRAIN_THREADS", 2, "SQS drain threads per worker process")
     drain_wait_seconds: int = env("SLUICE_DRAIN_WAIT_SECONDS", 10, "SQS long-poll wait")
-    # issue 4: drain
+    # the SQS drain and its metrics
     worker_metrics_port: int = env("SLUICE_WORKER_METRICS_PORT", 9540,
                                    "Prometheus /metrics of a worker's main process; 0 turns it off")
     worker_metrics_host: str = env("SLUICE_WORKER_METRICS_HOST", "0.0.0.0", "address it listens on")
-    # issue 5: reports and exports
+    # reports and exports
     report_max_rows: int = env("SLUICE_REPORT_MAX_ROWS", 10_000_000,
                                "a report with more matching events ends TIMEOUT")
     render_max_seconds: int = env("SLUICE_RENDER_MAX_SECONDS", 3000,
@@ -145,7 +145,7 @@ class WorkerSettings(TaskSettings):
     job_max_attempts: int = env("SLUICE_JOB_MAX_ATTEMPTS", 3, "after this many lost attempts a job fails")
     job_sweep_seconds: float = env("SLUICE_JOB_SWEEP_SECONDS", 30.0,
                                    "beat interval of the sweep that retries stale jobs and expires exports")
-    # issue 7: pipelines
+    # pipeline delivery
     pipeline_threads: int = env("SLUICE_PIPELINE_THREADS", 1, "pipeline runner threads per worker process")
     pipeline_batch_size: int = env("SLUICE_PIPELINE_BATCH_SIZE", 500, "most events in one delivery")
     pipeline_lease_seconds: float = env("SLUICE_PIPELINE_LEASE_SECONDS", 30.0,
