@@ -52,7 +52,7 @@ COPY (
                              'company_id', company_id, 'session_token', session_token,
                              'direction', direction, 'weight', weight,
                              'transaction_id', transaction_id, 'tags', tags, 'metadata', metadata,
-                             'batch', batch, 'sequence', sequence)
+                             'blocked_by', blocked_by, 'batch', batch, 'sequence', sequence)
     FROM api_calls WHERE app_id = %(app_id)s ORDER BY id
 ) """ + _JSONL,
 }

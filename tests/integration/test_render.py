@@ -166,9 +166,10 @@ def test_an_api_call_export_keeps_json_bodies_intact(settings, s3, db, tenant):
     response = {"time": "2024-01-02T03:04:05.100000Z", "status": 201, "body": None}
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute("""INSERT INTO api_calls (app_id, batch, sequence, request_time, response_time, uri, verb,
-                                              status, ip_address, user_id, request, response, received_at)
+                                              status, ip_address, user_id, blocked_by, request, response,
+                                              received_at)
                        VALUES (%s, %s, 0, now(), now(), 'https://api.example.com/a?b=c', 'POST', 201,
-                               '10.0.0.1', 'user-1', %s, %s, now())""",
+                               '10.0.0.1', 'user-1', 'rule-7', %s, %s, now())""",
                     (app_id, str(uuid.uuid4()), json.dumps(request), json.dumps(response)))
     job = new_job(db, app_id, kind="export", entity="ApiCall")
     assert render.run(settings, db, s3, job.id) == "done"
@@ -177,7 +178,7 @@ def test_an_api_call_export_keeps_json_bodies_intact(settings, s3, db, tenant):
     assert body.count("\n") == 1
     exported = json.loads(body)
     assert exported["request"] == request and exported["response"] == response
-    assert exported["user_id"] == "user-1"
+    assert exported["user_id"] == "user-1" and exported["blocked_by"] == "rule-7"
 
 
 def test_a_job_renders_once_however_often_its_task_arrives(settings, s3, db, tenant):
