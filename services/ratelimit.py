@@ -10,10 +10,12 @@ import redis
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import TooManyRequests
 
-from shared.errors import simple_error
+from shared.errors import barchart_error, formance_error, simple_error
 
 log = logging.getLogger(__name__)
 PREFIX = "sluice:rl:"
+# Blueprints whose document has an error shape of its own; the rest use simple_error.
+ERROR_SHAPES = {"reports": barchart_error, "connectors": formance_error, "pipelines": formance_error}
 
 
 class RateLimited(TooManyRequests):
@@ -87,6 +89,7 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(RateLimited)
     def rate_limited(exc: RateLimited):
-        response = jsonify(simple_error("TOO_MANY_REQUESTS", exc.description))
+        shape = ERROR_SHAPES.get(request.blueprint, simple_error)
+        response = jsonify(shape("TOO_MANY_REQUESTS", exc.description))
         response.headers["Retry-After"] = str(exc.retry_after)
         return response, 429

@@ -234,3 +234,21 @@ def test_a_login_form_body_works_too_and_overlong_emails_are_refused(control, ou
     assert client.post("/api/1/login", data={"email": pat.email}).status_code == 200
     assert "/verify/" in outbox.mail_to(pat.email)
     assert client.post("/api/1/login", data={"email": "a" * 250 + "@example.com"}).status_code == 400
+
+
+def test_a_key_guesser_is_refused_in_each_documents_own_error_shape(stack, outbox, db):  # noqa: F811
+    control = control_app(stack, outbox, auth_failure_limit=2)
+    pat = person(db)
+    guesser = client_for(control)
+    for i in range(2):
+        guesser.get("/connectors", auth=(str(pat.app_id), f"sk_guess_{i}"))
+    right = (str(pat.app_id), pat.api_key)  # even the right key, from that address
+    reports = guesser.post("/reports", json={"filter": {}}, auth=right)
+    assert reports.status_code == 429 and int(reports.headers["Retry-After"]) > 0
+    assert reports.json[0]["value"]["code"] == "TOO_MANY_REQUESTS"  # Barchart's shape
+    pipelines = guesser.get("/pipelines", auth=right)
+    assert pipelines.status_code == 429 and int(pipelines.headers["Retry-After"]) > 0
+    assert pipelines.json["errorCode"] == "TOO_MANY_REQUESTS"  # Formance's shape
+    exports = guesser.post("/api/connector/v1/exports/getAll", json={
+        "ClientToken": "c", "AccessToken": pat.api_key, "Client": "c", "ExportIds": []})
+    assert exports.status_code == 429 and exports.json["error"]["code"] == "TOO_MANY_REQUESTS"
