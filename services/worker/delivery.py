@@ -73,10 +73,36 @@ def read_batch(conn, module: str, app_id: int, after: tuple[str, int], limit: in
                  age=rows[0][2])
 
 
-def claim(conn, owner: str, lease_seconds: float, limit: int) -> list[Pipeline]:
-    """Take (or keep) the leases of running pipelines that are due; SKIP LOCKED spreads them.
+def heartbeat(conn, owner: str, lease_seconds: float) -> None:
+    """Say this runner is alive, and forget runners not seen for a lease period (they died)."""
+    with conn.cursor() as cur:
+        cur.execute(_NO_FLUSH)
+        cur.execute("""INSERT INTO pipeline_runners (owner, seen_at) VALUES (%s, now())
+                       ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at""", (owner,))
+        cur.execute("DELETE FROM pipeline_runners WHERE seen_at < now() - %s * interval '1 second'",
+                    (lease_seconds,))
 
-    A lease nobody renews lapses, so the pipelines of a worker that died move to another.
+
+def fair_share(conn, lease_seconds: float) -> int:
+    """How many running pipelines one runner may hold: ceil(running / live runners).
+
+    The shares add up to at least the running pipelines, so every one of them has room somewhere.
+    """
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT (SELECT count(*) FROM pipelines WHERE label IN ('INIT', 'READY')),
+                   (SELECT count(*) FROM pipeline_runners WHERE seen_at >= now() - %s * interval '1 second')""",
+                    (lease_seconds,))
+        running, live = cur.fetchone()
+    return -(-running // max(live, 1))
+
+
+def claim(conn, owner: str, lease_seconds: float, limit: int) -> list[Pipeline]:
+    """Take (or keep) the leases of up to `limit` running pipelines that are due.
+
+    Its own leases come first, so a runner keeps what it has rather than trading pipelines with
+    the others every round. SKIP LOCKED lets runners claim side by side. A lease nobody renews
+    lapses, so the pipelines of a worker that died move to another.
     """
     with conn.cursor() as cur:
         cur.execute(_NO_FLUSH)
@@ -86,7 +112,7 @@ def claim(conn, owner: str, lease_seconds: float, limit: int) -> list[Pipeline]:
             FROM (SELECT id FROM pipelines
                   WHERE label IN ('INIT', 'READY') AND next_attempt_at <= now()
                     AND (lease_owner IS NULL OR lease_owner = %(owner)s OR lease_expires < now())
-                  ORDER BY next_attempt_at
+                  ORDER BY lease_owner IS DISTINCT FROM %(owner)s, next_attempt_at
                   LIMIT %(limit)s
                   FOR UPDATE SKIP LOCKED) due,
                  connectors c
@@ -147,8 +173,21 @@ def record_failure(conn, pipeline: Pipeline, owner: str, error: str, ceiling: fl
                        WHERE id = %s""", (error[:2000], backoff_seconds(row[0], ceiling), pipeline.id))
 
 
+def give_back(conn, owner: str, keep: list[str]) -> None:
+    """Release this runner's leases other than `keep` (what it claimed this round).
+
+    That is what lies beyond its share now that more runners are alive, and pipelines it does not
+    deliver anyway (paused, or waiting out a retry). Other runners take them on their next round;
+    the cursor is on the row, so the next owner goes on from there.
+    """
+    with conn.cursor() as cur:
+        cur.execute("""UPDATE pipelines SET lease_owner = NULL, lease_expires = NULL
+                       WHERE lease_owner = %s AND id <> ALL(%s::uuid[])""", (owner, keep))
+
+
 def release(conn, owner: str) -> None:
     """Give up every lease of a runner that stops cleanly, so others take over at once."""
     with conn.cursor() as cur:
         cur.execute("UPDATE pipelines SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = %s",
                     (owner,))
+        cur.execute("DELETE FROM pipeline_runners WHERE owner = %s", (owner,))  # no longer counts in shares

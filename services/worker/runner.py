@@ -2,6 +2,8 @@
 
 Like the SQS drain, they are hosted by a bootstep so that the worker stays the one process
 operators scale; the lease on each pipeline row, not the process layout, keeps one owner at a time.
+Each round a runner holds at most its fair share of the running pipelines and gives back the rest,
+so adding workers spreads delivery over them.
 A runner wakes on NOTIFY (rows stored, a pipeline started) and at least every poll interval.
 """
 import logging
@@ -66,8 +68,12 @@ class Runner:
     def tick(self, stop: threading.Event | None = None) -> bool:
         """One round over the pipelines this runner holds; True when some have more to send now."""
         self._listen()  # before reading, so nothing stored after the read goes unnoticed
+        lease = self.settings.pipeline_lease_seconds
         with self.transaction() as conn:
-            pipelines = delivery.claim(conn, self.owner, self.settings.pipeline_lease_seconds, CLAIM_LIMIT)
+            delivery.heartbeat(conn, self.owner, lease)
+            share = min(CLAIM_LIMIT, delivery.fair_share(conn, lease))
+            pipelines = delivery.claim(conn, self.owner, lease, share)
+            delivery.give_back(conn, self.owner, [p.id for p in pipelines])
         busy = False
         for pipeline in pipelines:
             if stop is not None and stop.is_set():

@@ -3,6 +3,7 @@
 Runners are driven tick by tick here; tests/e2e runs them inside real celery workers.
 """
 import json
+import threading
 import uuid
 
 import psycopg2
@@ -11,6 +12,7 @@ import pytest
 from services import aws
 from services.control.app import create_app
 from services.settings import ControlSettings, WorkerSettings
+from services.worker import delivery
 from services.worker.runner import Runner
 from services.worker.store import store
 from tests.conftest import wait_for
@@ -71,6 +73,8 @@ def make_runner(stack):
         return made[-1]
     yield make
     for runner in made:
+        with runner.transaction() as conn:  # as a stopping worker does, so later tests count no stale runner
+            delivery.release(conn, runner.owner)
         runner.close()
 
 
@@ -235,7 +239,6 @@ def test_noop_and_stdout_connectors_move_the_cursor(db, tenant, control, make_ru
 
 
 def test_a_batch_in_flight_across_a_reset_does_not_save_its_position(db, tenant, control, receiver):
-    from services.worker import delivery
     store_events(db, tenant[0], 3)
     pid = control.pipeline_to("http", {"url": receiver.url})
     with db.connection() as conn:
@@ -246,3 +249,103 @@ def test_a_batch_in_flight_across_a_reset_does_not_save_its_position(db, tenant,
         assert delivery.save_position(conn, pipeline, "me", batch, 30) is None
         delivery.release(conn, "me")
     assert control.get(pid)["state"]["cursor"] == "" and control.get(pid)["delivered"] == 0
+
+
+# --- sharing the pipelines among runners ------------------------------------------------------------
+
+@pytest.fixture
+def quiet_fleet(db, tenant):
+    """Only this test's pipelines run and only its runners are alive.
+
+    Earlier tests leave pipelines running in the shared database; they would count in the shares.
+    """
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute("""UPDATE pipelines
+                       SET label = 'STOP', state = jsonb_build_object('label', 'STOP', 'previousState', state)
+                       WHERE app_id <> %s AND label IN ('INIT', 'READY')""", (tenant[0],))
+        cur.execute("DELETE FROM pipeline_runners")
+
+
+def owners(db, app_id) -> dict[str, str]:
+    """pipeline id -> the runner holding its lease."""
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT id::text, lease_owner FROM pipelines WHERE app_id = %s AND lease_owner IS NOT NULL",
+                    (app_id,))
+        return dict(cur.fetchall())
+
+
+def held(db, app_id) -> dict[str, int]:
+    """runner -> how many pipelines it holds."""
+    counts = {}
+    for owner in owners(db, app_id).values():
+        counts[owner] = counts.get(owner, 0) + 1
+    return counts
+
+
+def six_pipelines_spread_over(db, tenant, control, receiver, first, second) -> list[str]:
+    """Six pipelines held by `first` alone, then spread over both while events keep arriving."""
+    store_events(db, tenant[0], 10)
+    pipelines = [control.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 3}}) for _ in range(6)]
+    first.tick()
+    assert held(db, tenant[0]) == {first.owner: 6}  # alone, a runner takes every pipeline
+
+    def round_():
+        store_events(db, tenant[0], 2)
+        first.tick()
+        second.tick()
+        return held(db, tenant[0]) == {first.owner: 3, second.owner: 3}
+    wait_for(round_, 20, "three pipelines each")
+    return pipelines
+
+
+def delivered_in_order(db, app_id, receiver, pipelines) -> bool:
+    """Every pipeline got every stored event exactly once, in the order stored."""
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM events WHERE app_id = %s ORDER BY xid, id", (app_id,))
+        stored = [r[0] for r in cur.fetchall()]
+    with receiver.lock:
+        got = {p: [] for p in pipelines}
+        for headers, batch in zip(receiver.headers, receiver.batches):
+            got[headers["X-Sluice-Pipeline"]] += [e["id"] for e in batch]
+    return all(ids == stored for ids in got.values())
+
+
+def test_two_runners_each_take_half_the_pipelines_and_every_event_arrives_once_in_order(
+        db, tenant, control, receiver, make_runner, quiet_fleet):
+    first, second = make_runner(), make_runner()
+    pipelines = six_pipelines_spread_over(db, tenant, control, receiver, first, second)
+    settled = owners(db, tenant[0])
+    for _ in range(5):  # a share, once spread, stays put: nobody trades pipelines back and forth
+        store_events(db, tenant[0], 1)
+        first.tick()
+        second.tick()
+        assert owners(db, tenant[0]) == settled
+
+    def both_tick():
+        first.tick()
+        second.tick()
+        return delivered_in_order(db, tenant[0], receiver, pipelines)
+    wait_for(both_tick, 20, "every event at every pipeline")
+
+
+def test_a_runner_that_stops_gives_its_share_to_the_other_at_once(db, tenant, control, receiver, make_runner,
+                                                                  quiet_fleet):
+    first, second = make_runner(), make_runner()
+    pipelines = six_pipelines_spread_over(db, tenant, control, receiver, first, second)
+    stopped = threading.Event()
+    stopped.set()
+    second.run(stopped)  # what a worker shutting down does: release its leases, leave the fleet
+    store_events(db, tenant[0], 4)
+    first.tick()  # no wait for a lease to lapse
+    assert held(db, tenant[0]) == {first.owner: 6}
+    run_until(first, lambda: delivered_in_order(db, tenant[0], receiver, pipelines), "every event")
+
+
+def test_when_a_runner_dies_the_other_takes_all_once_its_leases_lapse(db, tenant, control, receiver, make_runner,
+                                                                      quiet_fleet):
+    first, second = make_runner(pipeline_lease_seconds=3.0), make_runner(pipeline_lease_seconds=3.0)
+    pipelines = six_pipelines_spread_over(db, tenant, control, receiver, first, second)
+    store_events(db, tenant[0], 4)
+    # The second runner never ticks again: its share waits for its leases, then goes to the first.
+    run_until(first, lambda: held(db, tenant[0]) == {first.owner: 6}, "takeover of the dead runner's share")
+    run_until(first, lambda: delivered_in_order(db, tenant[0], receiver, pipelines), "every event")
