@@ -23,6 +23,7 @@ import uuid
 
 import psycopg2
 
+from bench import timed_threads
 from services import aws, devstack, tenancy
 from services.pg import Database
 from services.settings import WorkerSettings
@@ -56,16 +57,6 @@ def _count(database_url: str, app_id: int) -> int:
         return cur.fetchone()[0]
 
 
-def _in_threads(n: int, target) -> float:
-    threads = [threading.Thread(target=target) for _ in range(n)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0
-
-
 def floor_copy(database_url: str, app_id: int, bodies, per_message: int, threads: int) -> float:
     """Seconds to COPY the rows straight into events, 10 messages' rows per transaction."""
     received = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
@@ -93,7 +84,7 @@ def floor_copy(database_url: str, app_id: int, bodies, per_message: int, threads
             with conn, conn.cursor() as cur:
                 cur.copy_expert("COPY events (app_id, batch, sequence, customer, product, type, timestamp, "
                                 "context, received_at) FROM STDIN", io.StringIO(text))
-    elapsed = _in_threads(threads, copy_loop)
+    elapsed = timed_threads(threads, copy_loop)
     for c in conns:
         c.close()
     return elapsed
@@ -116,7 +107,7 @@ def floor_sqs(settings, url: str, total: int, threads: int) -> float:
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
                 with lock:
                     done["n"] += len(messages)
-    return _in_threads(threads, loop)
+    return timed_threads(threads, loop)
 
 
 def _drain_process(settings, ready, gate, stop) -> None:

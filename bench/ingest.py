@@ -24,6 +24,7 @@ import uuid
 from base64 import b64encode
 from pathlib import Path
 
+from bench import timed_threads
 from services import aws, devstack, tenancy
 from services.pg import Database
 from services.settings import IngestSettings
@@ -86,7 +87,7 @@ def run_http(port: int, bodies: list[bytes], count: int, concurrency: int,
             if resp.status != 200:
                 errors.append(resp.status)
 
-    seconds = _timed_threads(client, concurrency)
+    seconds = timed_threads(concurrency, client)
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, e.g. HTTP {errors[0]}")
     return seconds, latencies
@@ -117,17 +118,7 @@ def run_boto3(sqs, url: str, messages: list[str], concurrency: int) -> tuple[flo
             latencies.append(time.perf_counter() - t0)
             assert not answer.get("Failed"), answer["Failed"]
 
-    return _timed_threads(sender, concurrency), latencies, len(groups)
-
-
-def _timed_threads(target, n: int) -> float:
-    threads = [threading.Thread(target=target) for _ in range(n)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0
+    return timed_threads(concurrency, sender), latencies, len(groups)
 
 
 def sqs_requests_made(port: int) -> float:
