@@ -2,7 +2,11 @@
 import json
 import time
 import uuid
+from contextlib import contextmanager
 
+from services.pg import Database
+from services.settings import WorkerSettings
+from services.worker.drain import Drainer
 from shared import envelope
 from shared.schemas.moesif import validate_moesif_events
 
@@ -45,3 +49,20 @@ def depth(sqs, queue_url: str) -> tuple[int, int]:
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+@contextmanager
+def redriven_drainer(stack, names, provisioned, max_receives: int, visibility_timeout: int):
+    """A Drainer on the test's queue after its redrive policy and visibility timeout are set.
+
+    The Drainer reads the visibility timeout when it is built (to pace its heartbeat), so it is
+    built after the change.
+    """
+    settings = stack.settings(WorkerSettings, **names)
+    db = Database(stack.database_url, maxconn=2)
+    try:
+        set_redrive(Drainer(settings, db).sqs, provisioned["queue_url"], provisioned["dlq_url"],
+                    max_receives=max_receives, visibility_timeout=visibility_timeout)
+        yield Drainer(settings, db)
+    finally:
+        db.close()

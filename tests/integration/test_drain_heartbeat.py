@@ -4,21 +4,14 @@ import threading
 import psycopg2
 import pytest
 
-from services.pg import Database
-from services.settings import WorkerSettings
-from services.worker.drain import Drainer
 from tests.conftest import query, wait_for
-from tests.integration.drain_helpers import BARCHART_EVENT, bodies, depth, send, set_redrive
+from tests.integration.drain_helpers import BARCHART_EVENT, bodies, depth, redriven_drainer, send
 
 
 @pytest.fixture
 def drainer(stack, names, provisioned):
-    settings = stack.settings(WorkerSettings, **names)
-    db = Database(stack.database_url, maxconn=2)
-    probe = Drainer(settings, db)
-    set_redrive(probe.sqs, provisioned["queue_url"], provisioned["dlq_url"], max_receives=5, visibility_timeout=2)
-    yield Drainer(settings, db)
-    db.close()
+    with redriven_drainer(stack, names, provisioned, max_receives=5, visibility_timeout=2) as drainer:
+        yield drainer
 
 
 def test_a_slow_batch_is_not_redelivered_while_it_is_being_stored(stack, tenant, drainer):

@@ -5,22 +5,14 @@ import pytest
 
 from services import cli
 from shared import envelope
-from services.pg import Database
-from services.settings import WorkerSettings
-from services.worker.drain import Drainer
 from tests.conftest import query, wait_for
-from tests.integration.drain_helpers import BARCHART_EVENT, bodies, depth, send, set_redrive
+from tests.integration.drain_helpers import BARCHART_EVENT, bodies, depth, redriven_drainer, send
 
 
 @pytest.fixture
 def queues(stack, names, provisioned):
-    settings = stack.settings(WorkerSettings, **names)
-    db = Database(stack.database_url, maxconn=2)
-    probe = Drainer(settings, db)
-    set_redrive(probe.sqs, provisioned["queue_url"], provisioned["dlq_url"], max_receives=2, visibility_timeout=1)
-    # Built after the change, so it heartbeats with the short timeout.
-    yield Drainer(settings, db), provisioned["dlq_url"]
-    db.close()
+    with redriven_drainer(stack, names, provisioned, max_receives=2, visibility_timeout=1) as drainer:
+        yield drainer, provisioned["dlq_url"]
 
 
 @pytest.fixture
