@@ -24,10 +24,11 @@ import uuid
 import psycopg2
 
 from bench import timed_threads
-from services import aws, devstack, tenancy
-from services.pg import Database
+from devtools import devstack
+from services import aws, tenancy
+from services.database import Database
 from services.settings import WorkerSettings
-from services.worker.store import _text_field
+from services.worker.event_writer import _text_field
 from shared import envelope
 
 EVENT = {"customer": "BARCHART", "product": "PORTFOLIO", "type": "PORTFOLIO-APPLICATION-LOADED",

@@ -25,8 +25,9 @@ from base64 import b64encode
 from pathlib import Path
 
 from bench import timed_threads
-from services import aws, devstack, tenancy
-from services.pg import Database
+from devtools import devstack
+from services import aws, tenancy
+from services.database import Database
 from services.settings import IngestSettings
 from shared import envelope
 

@@ -24,11 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg2
 import urllib3
 
-from services import devstack, tenancy
-from services.control import formance_store
-from services.pg import Database
+from devtools import devstack
+from services import tenancy
+from services.control import pipeline_rows
+from services.database import Database
 from services.settings import WorkerSettings
-from services.worker.store import store
+from services.worker.event_writer import write_envelopes
 
 
 class Receiver:
@@ -83,10 +84,10 @@ def pct(values, p):
 
 def new_pipeline(db, app_id, url) -> str:
     with db.connection() as conn:
-        connector = formance_store.create_connector(conn, app_id, "http", {"url": url, "headers": {},
+        connector = pipeline_rows.create_connector(conn, app_id, "http", {"url": url, "headers": {},
                                                                           "batching": {"maxItems": None,
                                                                                        "flushInterval": 0}})
-        return str(formance_store.create_pipeline(conn, app_id, "events", str(connector["id"]))["id"])
+        return str(pipeline_rows.create_pipeline(conn, app_id, "events", str(connector["id"]))["id"])
 
 
 def label(db, pipeline_id) -> str:
@@ -140,7 +141,7 @@ def latency(db, app_id, receiver, seconds: float, rate: int, per_txn: int = 10) 
         while time.monotonic() < stop_at:
             env = envelope(app_id, per_txn)
             with db.connection() as conn:
-                store(conn, [env])
+                write_envelopes(conn, [env])
             committed[env["batch"]] = time.time()
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))
@@ -158,7 +159,7 @@ def backfill(db, url, app_id, receiver, n: int) -> tuple[float, float]:
     """(pipeline seconds, floor seconds) to deliver n stored events over http."""
     for _ in range(n // 1000):
         with db.connection() as conn:
-            store(conn, [envelope(app_id, 1000)])
+            write_envelopes(conn, [envelope(app_id, 1000)])
     # Floor: one query for all rows as JSON, POSTed in batches of 500 by a bare loop.
     pool = urllib3.PoolManager()
     t0 = time.perf_counter()

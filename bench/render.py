@@ -15,10 +15,12 @@ import sys
 import time
 import uuid
 
-from services import aws, devstack, tenancy
-from services.pg import Database
+from devtools import devstack
+from services import aws, tenancy
+from services.database import Database
 from services.settings import WorkerSettings
-from services.worker import jobs, render
+from services import render_jobs
+from services.worker import render
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 T0 = 1_700_000_000_000
@@ -62,11 +64,11 @@ def _child(mode: str, job_id: str) -> dict:
     return {"seconds": time.perf_counter() - started, "rows": rows, "bytes": size}
 
 
-def _load(db, job_id) -> jobs.Job:
+def _load(db, job_id) -> render_jobs.Job:
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute("SELECT app_id, kind FROM render_jobs WHERE id = %s", (job_id,))
         app_id, kind = cur.fetchone()
-        return jobs.get(conn, app_id, kind, job_id)
+        return render_jobs.get(conn, app_id, kind, job_id)
 
 
 def _measure(env, mode: str, arg: str) -> dict:
@@ -100,7 +102,7 @@ def _seed(database_url: str, rows: int) -> int:
 def _job(database_url, app_id, kind, job_filter=None) -> str:
     db = Database(database_url, maxconn=1)
     with db.connection() as conn:
-        job_id = jobs.create(conn, app_id, kind, "Event", job_filter or {}).id
+        job_id = render_jobs.create(conn, app_id, kind, "Event", job_filter or {}).id
     db.close()
     return job_id
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services import tenancy
+from services import dlq, tenancy
 from services.settings import CommonSettings, SettingsError
 
 # In a checkout, `make run` records where its Postgres, Redis and moto are; dev.env has the rest.
@@ -49,7 +49,7 @@ def _org_id(conn, name: str) -> int:
 
 
 def cmd_db_upgrade(args):
-    from shared.db import upgrade
+    from services.migrations import upgrade
     applied = upgrade(CommonSettings.from_env().database_url)
     emit(args, {"applied": applied}, "\n".join(applied) or "database is up to date")
 
@@ -91,8 +91,11 @@ def cmd_aws_provision(args):
 
 
 def cmd_dev_run(args):
-    from services import devrun
-    devrun.run()
+    try:
+        from devtools import run
+    except ImportError:  # the container image ships no development tools
+        raise SystemExit("sluice: `dev run` needs a checkout of the repository (make run)") from None
+    run.run()
 
 
 def _queues():
@@ -103,7 +106,6 @@ def _queues():
 
 
 def cmd_dlq_list(args):
-    from services.worker import dlq
     sqs, dlq_url, _ = _queues()
     messages = dlq.list_messages(sqs, dlq_url, limit=args.limit)
     lines = [f"{m['message_id']}  sent {m['sent_at']}  received {m['receive_count']}x  "
@@ -113,7 +115,6 @@ def cmd_dlq_list(args):
 
 
 def cmd_dlq_replay(args):
-    from services.worker import dlq
     sqs, dlq_url, queue_url = _queues()
     result = dlq.replay(sqs, dlq_url, queue_url, ids=set(args.id) if args.id else None, limit=args.limit)
     emit(args, result, f"moved {len(result['replayed'])} messages back to the events queue"

@@ -96,6 +96,8 @@ class TaskSettings(CommonSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class ControlSettings(TaskSettings):
+    max_body_bytes: int = env("SLUICE_CONTROL_MAX_BODY_BYTES", 262_144,
+                              "largest request body the control API reads")
     # accounts: login mail, sessions, rate limits
     smtp_host: str = env("SLUICE_SMTP_HOST", "127.0.0.1", "SMTP server for login mail")
     smtp_port: int = env("SLUICE_SMTP_PORT", 25)

@@ -1,16 +1,15 @@
-"""What every Sluice HTTP service has: health, readiness, metrics, OpenAPI, version, JSON errors."""
+"""What every Sluice HTTP service has: health, readiness, metrics, OpenAPI, version, JSON errors,
+and the one way views reach the service's settings and database.
+"""
+
 import os
 from importlib import metadata
 
-import psycopg2
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client import multiprocess
-from psycopg2.pool import PoolError
-from werkzeug.exceptions import HTTPException
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest, multiprocess
 
-from shared.errors import simple_error
+from services import api_errors
 
 HTTP_REQUESTS = Counter("sluice_http_requests", "HTTP requests answered",
                         ["service", "endpoint", "status"])
@@ -76,14 +75,7 @@ def install_common(app: Flask, service: str, readiness_checks: dict, openapi: di
     def system_version():
         return jsonify(version=version())
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        return jsonify(simple_error(exc.name.upper().replace(" ", "_"), exc.description)), exc.code
-
-    @app.errorhandler(psycopg2.OperationalError)
-    @app.errorhandler(PoolError)
-    def database_unavailable(exc):
-        return database_unavailable_answer(simple_error)
+    api_errors.install(app)
 
     @app.after_request
     def count(response):
@@ -91,10 +83,14 @@ def install_common(app: Flask, service: str, readiness_checks: dict, openapi: di
         return response
 
 
-def database_unavailable_answer(shape):
-    """503 with Retry-After while Postgres does not answer: the request may succeed later."""
-    body = shape("UNAVAILABLE", "The database is not answering; retry shortly.")
-    return jsonify(body), 503, {"Retry-After": "5"}
+def settings():
+    """The running service's settings object."""
+    return current_app.config["SETTINGS"]
+
+
+def database():
+    """The running service's Postgres pool (services.database.Database)."""
+    return current_app.config["DB"]
 
 
 def _endpoint() -> str:

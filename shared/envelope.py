@@ -16,8 +16,8 @@ when it is smaller, or when the JSON holds characters SQS refuses in a body (U+F
 (app_id, batch, first_sequence + i) identifies an event, which is what makes storing idempotent
 when SQS delivers a message twice.
 
-Event forms by kind: "barchart" events are shared.schemas.barchart Events as loaded; "moesif"
-events are what shared.schemas.moesif.validate_moesif_events returns (times in UTC ISO 8601).
+Event forms by kind: "barchart" events are shared.schemas.events Events as loaded; "moesif"
+events are what shared.schemas.api_calls.validate_moesif_events returns (times in UTC ISO 8601).
 """
 import base64
 import gzip

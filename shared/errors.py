@@ -15,6 +15,10 @@ def formance_error(code: str, message: str) -> dict:
     return {"errorCode": code, "errorMessage": message}
 
 
+# The Formance errorCode for the statuses its document names; other statuses keep their own code.
+FORMANCE_CODES = {400: "VALIDATION", 404: "NOT_FOUND", 409: "CONFLICT", 500: "INTERNAL"}
+
+
 def simple_error(code: str, message: str) -> dict:
     """The shape for documents that define none (Moesif, Mews, Data Cortex, our own endpoints)."""
     return {"error": {"code": code, "message": message}}

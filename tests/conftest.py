@@ -1,20 +1,25 @@
 """The real dependencies for the whole suite: a private Postgres, Redis and moto server.
 
 They run on free ports in a temporary directory, so the suite passes beside a running `make run`.
+Fixtures live here and in each folder's conftest.py; builders in tests/factories.py, shared
+steps in tests/helpers.py.
 """
+
 import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg2
 import pytest
 
-from services import aws, devstack, tenancy
-from services.pg import Database
+from devtools import devstack, mailsink
+from services import aws
+from services.database import Database
+from services.settings import CommonSettings
+from tests.factories import make_tenant
+from tests.helpers import Outbox
 
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @dataclass
@@ -27,9 +32,14 @@ class Stack:
 
     def env(self, **extra) -> dict:
         """Environment for a service process pointed at this stack."""
-        return {**os.environ, **AWS_ENV, "SLUICE_DATABASE_URL": self.database_url,
-                "SLUICE_REDIS_URL": self.redis_url, "SLUICE_AWS_ENDPOINT_URL": self.aws_endpoint_url,
-                **{k: str(v) for k, v in extra.items()}}
+        return {
+            **os.environ,
+            **AWS_ENV,
+            "SLUICE_DATABASE_URL": self.database_url,
+            "SLUICE_REDIS_URL": self.redis_url,
+            "SLUICE_AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            **{k: str(v) for k, v in extra.items()},
+        }
 
     def settings(self, cls, **overrides):
         base = {"database_url": self.database_url, "aws_endpoint_url": self.aws_endpoint_url}
@@ -49,13 +59,11 @@ def stack():
 def names():
     """Queue and bucket names of this test's own, so tests never drain each other's messages."""
     suffix = uuid.uuid4().hex[:10]
-    return {"events_queue": f"events-{suffix}", "events_dlq": f"dlq-{suffix}",
-            "exports_bucket": f"exports-{suffix}"}
+    return {"events_queue": f"events-{suffix}", "events_dlq": f"dlq-{suffix}", "exports_bucket": f"exports-{suffix}"}
 
 
 @pytest.fixture
 def provisioned(stack, names):
-    from services.settings import CommonSettings
     return aws.provision(stack.settings(CommonSettings, **names), visibility_timeout=30)
 
 
@@ -72,21 +80,10 @@ def tenant(db):
     return make_tenant(db)
 
 
-def make_tenant(db) -> tuple[int, str]:
-    """Another fresh org, app and key; cross-tenant tests make a second one with it."""
-    with db.connection() as conn:
-        org_id = tenancy.create_org(conn, f"org-{uuid.uuid4().hex[:8]}")
-        app_id = tenancy.create_app(conn, org_id, "app")
-        _, key = tenancy.create_key(conn, app_id)
-    return app_id, key
-
-
-def wait_for(check, timeout: float = 30, what: str = "condition"):
-    """Poll `check` until it returns truthy and return that value; fail at the deadline."""
-    return devstack.wait_until(check, timeout, what)
-
-
-def query(database_url: str, sql: str, params=()):
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
+@pytest.fixture
+def outbox(tmp_path):
+    """A local SMTP sink on a free port; login mail lands in it."""
+    port = devstack.free_port()
+    sink = mailsink.start(tmp_path / "outbox", port, announce=lambda line: None)
+    yield Outbox(tmp_path / "outbox", port)
+    sink.stop()

@@ -1,16 +1,21 @@
-"""Accounts (Data Cortex /api/1/*): email login, the logged-in user, and the apps and keys of the
-user's organizations. 403 whenever the caller is not logged in or not a member of the org that
-owns the thing, whether or not that thing exists.
+"""Accounts (Data Cortex, reference 003, /api/1/*): email login, the logged-in user, and the apps
+and keys of the user's organizations. 403 whenever the caller is not logged in or not a member of
+the org that owns the thing, whether or not that thing exists.
 """
+
 import re
 
-from flask import Blueprint, abort, current_app, jsonify, render_template_string, request, url_for
+from flask import Blueprint, current_app, jsonify, render_template_string, request, url_for
 
-from services import mail, ratelimit, tenancy
-from services.control import sessions
+from services import tenancy
+from services.api_errors import ApiError, use_shape
+from services.control import mail, ratelimit, sessions
 from services.control.auth import SESSION_COOKIE, session_key, session_user
+from services.web import database, settings
+from shared.errors import simple_error
 
 bp = Blueprint("accounts", __name__, url_prefix="/api/1")
+use_shape(bp, simple_error)
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_NAME = 200
@@ -43,12 +48,12 @@ OPENAPI_PATHS = {
 }
 
 
-def _settings():
-    return current_app.config["SETTINGS"]
+def _bad_request(message: str) -> ApiError:
+    return ApiError(400, "BAD_REQUEST", message)
 
 
-def _db():
-    return current_app.config["DB"].connection()
+def _forbidden(message: str) -> ApiError:
+    return ApiError(403, "FORBIDDEN", message)
 
 
 def _param(name: str):
@@ -65,57 +70,57 @@ def _id_param(name: str) -> int:
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
-        abort(400, description=f"{name}: a numeric id is required")
+        raise _bad_request(f"{name}: a numeric id is required")
     return value
 
 
 def _require_user() -> int:
     user_id = session_user()
     if user_id is None:
-        abort(403, description="Not logged in.")
+        raise _forbidden("Not logged in.")
     return user_id
 
 
 def _require_app(user_id: int, app_id: int, conn, action: str) -> None:
     if app_id > MAX_ID or not tenancy.user_may_manage_app(conn, user_id, app_id):
-        abort(403, description=f"Not allowed to {action} that application.")
+        raise _forbidden(f"Not allowed to {action} that application.")
 
 
 @bp.post("/login")
 def login():
-    settings, limiter = _settings(), current_app.config["LIMITER"]
+    config, limiter = settings(), current_app.config["LIMITER"]
     email = _param("email")
     if not isinstance(email, str) or len(email) > MAX_EMAIL or not EMAIL.fullmatch(email.strip()):
-        abort(400, description="email: a valid email address is required")
+        raise _bad_request("email: a valid email address is required")
     email = email.strip().lower()
-    window = settings.rate_limit_window_seconds
-    limiter.hit("login-address", ratelimit.client_address(), settings.login_limit_per_address, window)
-    limiter.hit("login-email", email, settings.login_limit_per_email, window)
+    window = config.rate_limit_window_seconds
+    limiter.hit("login-address", ratelimit.client_address(), config.login_limit_per_address, window)
+    limiter.hit("login-email", email, config.login_limit_per_email, window)
     try:
         # The mail goes out inside the transaction: if it cannot, the login is not kept either.
-        with _db() as conn:
-            started = sessions.start_login(conn, email, settings.login_ttl_seconds)
-            mail.send(settings, email, "Your Sluice sign-in", _login_mail(started, settings))
+        with database().connection() as conn:
+            started = sessions.start_login(conn, email, config.login_ttl_seconds)
+            mail.send(config, email, "Your Sluice sign-in", _login_mail(started, config))
     except mail.MailError as exc:
         current_app.logger.error("login mail to %s not sent: %s", email, exc)
-        abort(503, description="The sign-in mail could not be sent; try again later.")
+        raise ApiError(503, "SERVICE_UNAVAILABLE", "The sign-in mail could not be sent; try again later.") from None
     response = jsonify(result="new_browser", session_key=started.session_key,
                        manual_code=started.manual_code)
     # Strict: no other site can make a browser send it, not even through a link (GET /app creates).
-    response.set_cookie(SESSION_COOKIE, started.session_key, max_age=settings.session_max_age_seconds,
+    response.set_cookie(SESSION_COOKIE, started.session_key, max_age=config.session_max_age_seconds,
                         httponly=True, samesite="Strict", secure=request.is_secure)
     return response
 
 
-def _login_mail(started: sessions.Login, settings) -> str:
+def _login_mail(started: sessions.Login, config) -> str:
     if started.verify_token is None:
         # Same mail flow for unknown addresses, so the answer and its timing reveal nothing.
         return ("Someone asked to sign in to Sluice with this address, but no account uses it.\n"
                 "If it was you, ask your organization's administrator to add you.\n")
-    base = (settings.public_url or request.host_url).rstrip("/")
+    base = (config.public_url or request.host_url).rstrip("/")
     link = base + url_for("accounts.verify", token=started.verify_token)
     return (f"To finish signing in to Sluice, open this link and type the manual code you were given:\n\n"
-            f"{link}\n\nThe link and the code expire in {settings.login_ttl_seconds // 60} minutes.\n"
+            f"{link}\n\nThe link and the code expire in {config.login_ttl_seconds // 60} minutes.\n"
             f"If you did not ask to sign in, ignore this mail: nobody can sign in without the code.\n")
 
 
@@ -146,14 +151,14 @@ MESSAGES = {
 
 @bp.route("/verify/<token>", methods=["GET", "POST"])
 def verify(token: str):
-    settings = _settings()
+    config = settings()
     ratelimit.refuse_blocked_client()
-    with _db() as conn:
+    with database().connection() as conn:
         if request.method == "GET":
-            state = sessions.login_state(conn, token, settings.login_max_code_attempts)
+            state = sessions.login_state(conn, token, config.login_max_code_attempts)
         else:
             state = sessions.verify(conn, token, request.form.get("manual_code", ""),
-                                    settings.login_max_code_attempts, settings.session_max_age_seconds)
+                                    config.login_max_code_attempts, config.session_max_age_seconds)
     if state in (sessions.WRONG_CODE, sessions.LOCKED, sessions.UNKNOWN):
         ratelimit.record_auth_failure()
     status, message = MESSAGES[state]
@@ -166,7 +171,7 @@ def verify(token: str):
 @bp.post("/logout")
 def logout():
     _require_user()  # counts wrong keys like every other credential check
-    with _db() as conn:
+    with database().connection() as conn:
         sessions.logout(conn, session_key())
     response = jsonify(result="logged_out")
     response.delete_cookie(SESSION_COOKIE)
@@ -176,7 +181,7 @@ def logout():
 @bp.get("/user")
 def user():
     user_id = _require_user()
-    with _db() as conn:
+    with database().connection() as conn:
         profile = tenancy.user_profile(conn, user_id)
     return jsonify(profile)
 
@@ -188,9 +193,9 @@ def apps():
     org_id = _id_param("org_id")
     if _param("app_name") is not None:
         return _create_app(user_id, org_id)
-    with _db() as conn:
+    with database().connection() as conn:
         if not tenancy.is_member(conn, user_id, org_id):
-            abort(403, description="Not allowed to list that organization's applications.")
+            raise _forbidden("Not allowed to list that organization's applications.")
         found = tenancy.list_apps(conn, org_id)
     return jsonify(app_list=[_app_json(app) for app in found])
 
@@ -203,10 +208,10 @@ def create_app():
 def _create_app(user_id: int, org_id: int):
     name = _param("app_name")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
-        abort(400, description=f"app_name: a name of 1 to {MAX_NAME} characters is required")
-    with _db() as conn:
+        raise _bad_request(f"app_name: a name of 1 to {MAX_NAME} characters is required")
+    with database().connection() as conn:
         if not tenancy.is_member(conn, user_id, org_id):
-            abort(403, description="Not allowed to add an application to that organization.")
+            raise _forbidden("Not allowed to add an application to that organization.")
         app_id = tenancy.create_app(conn, org_id, name.strip())
     return jsonify(app_id=app_id)
 
@@ -223,7 +228,7 @@ def _app_json(app: dict) -> dict:
 @bp.delete("/app/<int:app_id>")
 def delete_app(app_id: int):
     user_id = _require_user()
-    with _db() as conn:
+    with database().connection() as conn:
         _require_app(user_id, app_id, conn, "delete")
         tenancy.delete_app(conn, app_id)
     return jsonify(result="deleted", app_id=app_id)
@@ -232,7 +237,7 @@ def delete_app(app_id: int):
 @bp.post("/app/<int:app_id>/key")
 def create_key(app_id: int):
     user_id = _require_user()
-    with _db() as conn:
+    with database().connection() as conn:
         _require_app(user_id, app_id, conn, "add a key to")
         key_id, key = tenancy.create_key(conn, app_id)
     return jsonify(app_id=app_id, key_id=key_id, api_key=key, prefix=key[:10])
@@ -241,8 +246,8 @@ def create_key(app_id: int):
 @bp.delete("/app/<int:app_id>/key/<int:key_id>")
 def revoke_key(app_id: int, key_id: int):
     user_id = _require_user()
-    with _db() as conn:
+    with database().connection() as conn:
         _require_app(user_id, app_id, conn, "revoke a key of")
         if key_id > MAX_ID or not tenancy.revoke_key(conn, app_id, key_id):
-            abort(404, description="That application has no such live key.")
+            raise ApiError(404, "NOT_FOUND", "That application has no such live key.")
     return jsonify(result="revoked", app_id=app_id, key_id=key_id)

@@ -1,17 +1,17 @@
 """The control API's application factory: `gunicorn 'services.control.app:create_app()'`."""
+
 import redis
 from celery import Celery
 from flask import Flask
 
-from services import aws, ratelimit
-from services.control import accounts, connectors, exports, pipelines, reports
-from services.pg import Database
+from services import aws
+from services.control import accounts, connectors, exports, pipelines, ratelimit, reports
+from services.database import Database
 from services.settings import ControlSettings
 from services.web import install_common, openapi_document
 
 OPENAPI_PATHS = {
-    "/system/version": {"get": {"summary": "Get version",
-                                "responses": {"200": {"description": "Version"}}}},
+    "/system/version": {"get": {"summary": "Get version", "responses": {"200": {"description": "Version"}}}},
 }
 for _blueprint in (accounts, reports, exports, pipelines):  # pipelines' covers connectors too
     OPENAPI_PATHS.update(_blueprint.OPENAPI_PATHS)
@@ -22,8 +22,12 @@ def create_app(settings: ControlSettings | None = None) -> Flask:
     app = Flask("sluice.control")
     db = Database(settings.database_url)
     # The Celery app only sends tasks (by name) to the workers.
-    app.config.update(SETTINGS=settings, DB=db, S3=aws.client(settings, "s3"),
-                      CELERY=Celery("sluice-control", broker=settings.redis_url, set_as_current=False))
+    app.config.update(
+        SETTINGS=settings,
+        DB=db,
+        S3=aws.client(settings, "s3"),
+        CELERY=Celery("sluice-control", broker=settings.redis_url, set_as_current=False),
+    )
 
     def s3_ready():
         app.config["S3"].head_bucket(Bucket=settings.exports_bucket)
@@ -34,6 +38,10 @@ def create_app(settings: ControlSettings | None = None) -> Flask:
     ratelimit.install(app)
     for blueprint in (accounts, reports, exports, connectors, pipelines):
         app.register_blueprint(blueprint.bp)
-    install_common(app, "control", {"postgres": db.ping, "redis": redis_ready, "s3": s3_ready},
-                   openapi_document("Sluice control API", OPENAPI_PATHS))
+    install_common(
+        app,
+        "control",
+        {"postgres": db.ping, "redis": redis_ready, "s3": s3_ready},
+        openapi_document("Sluice control API", OPENAPI_PATHS),
+    )
     return app

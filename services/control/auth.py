@@ -1,18 +1,21 @@
 """Resolving a control API caller to an app or a user: every wire form maps onto the same
 API keys (Mews AccessToken, HTTP Basic) and logged-in users (Data Cortex session key).
 
-A client that presents too many wrong credentials is answered 429 (services/ratelimit.py) before
-anything more is looked up.
+A client that presents too many wrong credentials is answered 429 (services/control/ratelimit.py)
+before anything more is looked up.
 """
-from flask import current_app, request
 
-from services import ratelimit
-from services.control import sessions
+from flask import request
+
+from services.api_errors import ApiError
+from services.control import ratelimit, sessions
 from services.tenancy import app_for_key, user_may_manage_app
+from services.web import database
 
 SESSION_COOKIE = "session_key"
 # With a session key, the app a request acts for is named here (or by the app_id query parameter).
 APP_HEADER = "X-Sluice-App"
+BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="sluice"'}
 
 
 def app_for_token(key: str | None) -> int | None:
@@ -23,7 +26,7 @@ def app_for_token(key: str | None) -> int | None:
     if not key:
         return None
     ratelimit.refuse_blocked_client()
-    with current_app.config["DB"].connection() as conn:
+    with database().connection() as conn:
         app_id = app_for_key(conn, key)
     if app_id is None:
         ratelimit.record_auth_failure()
@@ -53,7 +56,7 @@ def session_user() -> int | None:
     if not key:
         return None
     ratelimit.refuse_blocked_client()
-    with current_app.config["DB"].connection() as conn:
+    with database().connection() as conn:
         user_id = sessions.session_user(conn, key)
     if user_id is None:
         ratelimit.record_auth_failure()
@@ -68,5 +71,23 @@ def session_app() -> int | None:
     user_id = session_user()
     if user_id is None:
         return None
-    with current_app.config["DB"].connection() as conn:
+    with database().connection() as conn:
         return int(named) if user_may_manage_app(conn, user_id, int(named)) else None
+
+
+def caller_app() -> int:
+    """The app a connectors or pipelines request acts for, else 401.
+
+    HTTP Basic (app id, API key), as the reports take it; or a logged-in user's session key
+    (cookie) naming one of its orgs' apps in the X-Sluice-App header.
+    """
+    app_id = basic_app() if request.authorization else session_app()
+    if app_id is None:
+        raise ApiError(
+            401,
+            "UNAUTHORIZED",
+            "Valid HTTP Basic credentials (app id, API key), or a session "
+            f"key with the app named in {APP_HEADER}, are required.",
+            BASIC_CHALLENGE,
+        )
+    return app_id

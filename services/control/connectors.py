@@ -1,60 +1,55 @@
-"""Connectors (Formance): the destinations pipelines deliver to, validated per driver."""
-from flask import Blueprint, jsonify
-from marshmallow import ValidationError
+"""Connectors (Formance, reference 004): the destinations pipelines deliver to, validated per driver."""
 
-from shared.errors import flatten_marshmallow
-from shared.schemas.formance import load_connector
-from services.control import formance_store as store
-from services.control.formance import (ApiError, caller_app, cursor_page, db, install_errors, json_body,
-                                       not_found, validation)
+from flask import Blueprint, jsonify
+
+from services.api_errors import ApiError, not_found, use_shape, validated
+from services.control import pipeline_rows
+from services.control.auth import caller_app
+from services.control.cursor_pages import cursor_page
+from services.request_body import read_json
+from services.web import database, settings
+from shared.errors import FORMANCE_CODES, formance_error
+from shared.schemas.pipelines import load_connector
 
 bp = Blueprint("connectors", __name__)
-install_errors(bp)
-
-
-def _validated(body) -> dict:
-    try:
-        return load_connector(body)
-    except ValidationError as exc:
-        field, message = flatten_marshmallow(exc.messages)[0]
-        raise validation(f"{field}: {message}") from None
+use_shape(bp, formance_error, FORMANCE_CODES)
 
 
 @bp.get("/connectors")
 def list_connectors():
     app_id = caller_app()
-    with db().connection() as conn:
-        return jsonify(cursor_page(conn, "connectors", app_id, store.connector_view))
+    with database().connection() as conn:
+        return jsonify(cursor_page(conn, "connectors", app_id, pipeline_rows.connector_view))
 
 
 @bp.post("/connectors")
 def create_connector():
     app_id = caller_app()
-    connector = _validated(json_body())
-    with db().connection() as conn:
-        row = store.create_connector(conn, app_id, connector["driver"], connector["config"])
-    return jsonify(data=store.connector_view(row)), 201
+    connector = validated(load_connector, read_json(settings().max_body_bytes), "VALIDATION")
+    with database().connection() as conn:
+        row = pipeline_rows.create_connector(conn, app_id, connector["driver"], connector["config"])
+    return jsonify(data=pipeline_rows.connector_view(row)), 201
 
 
 @bp.get("/connectors/<connector_id>")
 def get_connector(connector_id):
     app_id = caller_app()
     row = None
-    if (connector_id := store.parse_id(connector_id)) is not None:
-        with db().connection() as conn:
-            row = store.get_connector(conn, app_id, connector_id)
+    if (connector_id := pipeline_rows.parse_id(connector_id)) is not None:
+        with database().connection() as conn:
+            row = pipeline_rows.get_connector(conn, app_id, connector_id)
     if row is None:
         raise not_found("connector")
-    return jsonify(data=store.connector_view(row))
+    return jsonify(data=pipeline_rows.connector_view(row))
 
 
 @bp.delete("/connectors/<connector_id>")
 def delete_connector(connector_id):
     app_id = caller_app()
     outcome = "missing"
-    if (connector_id := store.parse_id(connector_id)) is not None:
-        with db().connection() as conn:
-            outcome = store.delete_connector(conn, app_id, connector_id)
+    if (connector_id := pipeline_rows.parse_id(connector_id)) is not None:
+        with database().connection() as conn:
+            outcome = pipeline_rows.delete_connector(conn, app_id, connector_id)
     if outcome == "missing":
         raise not_found("connector")
     if outcome == "in_use":

@@ -1,50 +1,50 @@
-"""Pipelines (Formance): a module's stored events streamed to a connector, and their state machine.
+"""Pipelines (Formance, reference 004): a module's stored events streamed to a connector, and their
+state machine.
 
 The control API only records the wanted state; the worker fleet's runners deliver.
 """
-from flask import Blueprint, jsonify
-from marshmallow import ValidationError
 
-from shared.errors import flatten_marshmallow
-from shared.schemas.formance import ACTIONS, TransitionNotAllowed, load_pipeline
-from services.control import formance_store as store
-from services.control.formance import (ApiError, caller_app, cursor_page, db, install_errors, json_body,
-                                       not_found, validation)
+from flask import Blueprint, jsonify
+
+from services.api_errors import ApiError, not_found, use_shape, validated
+from services.control import pipeline_rows
+from services.control.auth import caller_app
+from services.control.cursor_pages import cursor_page
+from services.request_body import read_json
+from services.web import database, settings
+from shared.errors import FORMANCE_CODES, formance_error
+from shared.schemas.pipelines import ACTIONS, TransitionNotAllowed, load_pipeline
 
 bp = Blueprint("pipelines", __name__)
-install_errors(bp)
+use_shape(bp, formance_error, FORMANCE_CODES)
 
 
 @bp.get("/pipelines")
 def list_pipelines():
     app_id = caller_app()
-    with db().connection() as conn:
-        return jsonify(cursor_page(conn, "pipelines", app_id, store.pipeline_view))
+    with database().connection() as conn:
+        return jsonify(cursor_page(conn, "pipelines", app_id, pipeline_rows.pipeline_view))
 
 
 @bp.post("/pipelines")
 def create_pipeline():
     app_id = caller_app()
-    try:
-        wanted = load_pipeline(json_body())
-    except ValidationError as exc:
-        field, message = flatten_marshmallow(exc.messages)[0]
-        raise validation(f"{field}: {message}") from None
-    connector_id = store.parse_id(wanted["connectorID"])
+    wanted = validated(load_pipeline, read_json(settings().max_body_bytes), "VALIDATION")
+    connector_id = pipeline_rows.parse_id(wanted["connectorID"])
     if connector_id is None:
         raise not_found("connector")
     try:
-        with db().connection() as conn:
-            row = store.create_pipeline(conn, app_id, wanted["module"], connector_id)
-    except store.DuplicatePipeline as exc:
+        with database().connection() as conn:
+            row = pipeline_rows.create_pipeline(conn, app_id, wanted["module"], connector_id)
+    except pipeline_rows.DuplicatePipeline as exc:
         raise ApiError(409, "CONFLICT", str(exc)) from None
     if row is None:
         raise not_found("connector")
-    return jsonify(data=store.pipeline_view(row)), 201
+    return jsonify(data=pipeline_rows.pipeline_view(row)), 201
 
 
 def _pipeline_id(raw: str) -> str:
-    pipeline_id = store.parse_id(raw)
+    pipeline_id = pipeline_rows.parse_id(raw)
     if pipeline_id is None:
         raise not_found("pipeline")
     return pipeline_id
@@ -53,18 +53,18 @@ def _pipeline_id(raw: str) -> str:
 @bp.get("/pipelines/<pipeline_id>")
 def get_pipeline(pipeline_id):
     app_id, pipeline_id = caller_app(), _pipeline_id(pipeline_id)
-    with db().connection() as conn:
-        row = store.get_pipeline(conn, app_id, pipeline_id)
+    with database().connection() as conn:
+        row = pipeline_rows.get_pipeline(conn, app_id, pipeline_id)
     if row is None:
         raise not_found("pipeline")
-    return jsonify(data=store.pipeline_view(row))
+    return jsonify(data=pipeline_rows.pipeline_view(row))
 
 
 @bp.delete("/pipelines/<pipeline_id>")
 def delete_pipeline(pipeline_id):
     app_id, pipeline_id = caller_app(), _pipeline_id(pipeline_id)
-    with db().connection() as conn:
-        deleted = store.delete_pipeline(conn, app_id, pipeline_id)
+    with database().connection() as conn:
+        deleted = pipeline_rows.delete_pipeline(conn, app_id, pipeline_id)
     if not deleted:
         raise not_found("pipeline")
     return "", 204
@@ -77,8 +77,8 @@ def pipeline_action(pipeline_id, action):
         raise ApiError(404, "NOT_FOUND", f"no action {action!r}: one of {', '.join(ACTIONS)}")
     pipeline_id = _pipeline_id(pipeline_id)
     try:
-        with db().connection() as conn:
-            row = store.apply_action(conn, app_id, pipeline_id, action)
+        with database().connection() as conn:
+            row = pipeline_rows.apply_action(conn, app_id, pipeline_id, action)
     except TransitionNotAllowed as exc:
         raise ApiError(409, "CONFLICT", str(exc)) from None
     if row is None:
@@ -93,8 +93,10 @@ def _op(summary: str, status: str) -> dict:
 _ID = "/pipelines/{pipelineID}"
 OPENAPI_PATHS = {
     "/connectors": {"get": _op("List connectors", "200"), "post": _op("Create connector", "201")},
-    "/connectors/{connectorID}": {"get": _op("Get connector state", "200"),
-                                  "delete": _op("Delete connector", "204")},
+    "/connectors/{connectorID}": {
+        "get": _op("Get connector state", "200"),
+        "delete": _op("Delete connector", "204"),
+    },
     "/pipelines": {"get": _op("List pipelines", "200"), "post": _op("Create pipeline", "201")},
     _ID: {"get": _op("Get pipeline state", "200"), "delete": _op("Delete pipeline", "204")},
     **{f"{_ID}/{action}": {"post": _op(f"{action.capitalize()} pipeline", "202")} for action in ACTIONS},

@@ -5,10 +5,10 @@ import tempfile
 
 from flask import Flask
 
-from services.ingest import events, moesif
+from services.ingest import api_calls, events
 from services.ingest.keys import KeyCache
 from services.ingest.queue import EventQueue
-from services.pg import Database
+from services.database import Database
 from services.settings import IngestSettings
 from services.web import install_common, openapi_document
 
@@ -42,7 +42,7 @@ def create_app(settings: IngestSettings | None = None) -> Flask:
     keys.start_refreshing()  # gunicorn calls create_app in each worker, after the fork
     app.config.update(SETTINGS=settings, DB=db, QUEUE=queue, KEYS=keys)
     app.register_blueprint(events.bp)
-    app.register_blueprint(moesif.bp)
+    app.register_blueprint(api_calls.bp)
     install_common(app, "ingest", {"sqs": queue.ping},
                    openapi_document("Sluice ingest API", OPENAPI_PATHS))
     return app

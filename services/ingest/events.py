@@ -1,18 +1,17 @@
-"""POST /events: the Barchart producer contract."""
+"""POST /events: the Barchart producer contract (reference 000), answered in Barchart's error shape."""
+
 from flask import Blueprint, jsonify, request
 
+from services.api_errors import ApiError, use_shape, validated
+from services.ingest.intake import app_for_key, enqueue, receiving
+from services.request_body import read_json
+from services.web import settings
 from shared.enums import EventKind
 from shared.errors import barchart_error
-from shared.schemas.barchart import event_full, validate_events
-from services.ingest.intake import (Refused, app_for_key, enqueue, read_body, receiving, settings,
-                                    validate)
+from shared.schemas.events import event_full, validate_events
 
 bp = Blueprint("barchart_events", __name__)
-
-
-@bp.errorhandler(Refused)
-def refused(exc: Refused):
-    return jsonify(barchart_error(exc.code, exc.message)), exc.status, exc.headers
+use_shape(bp, barchart_error)
 
 
 def authenticate() -> int:
@@ -25,8 +24,12 @@ def authenticate() -> int:
         if app_id is not None and str(app_id) != auth.username:
             app_id = None  # a real key, claimed for another app
     if app_id is None:
-        raise Refused(401, "UNAUTHORIZED", "Valid HTTP Basic credentials (app id, API key) are required.",
-                      {"WWW-Authenticate": 'Basic realm="sluice"'})
+        raise ApiError(
+            401,
+            "UNAUTHORIZED",
+            "Valid HTTP Basic credentials (app id, API key) are required.",
+            {"WWW-Authenticate": 'Basic realm="sluice"'},
+        )
     return app_id
 
 
@@ -34,11 +37,11 @@ def authenticate() -> int:
 @receiving
 def post_events():
     app_id = authenticate()
-    body = read_body(settings().max_body_bytes)
+    body = read_json(settings().max_body_bytes)
     if isinstance(body, dict) and set(body) == {"events"}:
         body = body["events"]  # the real Barchart client wraps the array
-    events = validate(validate_events, body)
+    events = validated(validate_events, body, "INVALID_EVENT")
     if not events:
-        raise Refused(400, "INVALID_EVENT", "body: at least one event is required.")
+        raise ApiError(400, "INVALID_EVENT", "body: at least one event is required.")
     batch = enqueue(EventKind.BARCHART.value, app_id, events)
     return jsonify([event_full(e, batch, i) for i, e in enumerate(events)])

@@ -2,7 +2,7 @@
 from celery import Celery
 
 from services.settings import WorkerSettings
-from services.worker.jobs import SWEEP_TASK
+from shared.channels import SWEEP_TASK
 from services.worker.steps import DrainStep, PipelineStep
 
 TASK_MODULES = ["services.worker.tasks.render"]

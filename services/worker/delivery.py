@@ -73,7 +73,7 @@ def read_batch(conn, module: str, app_id: int, after: tuple[str, int], limit: in
                  age=rows[0][2])
 
 
-def heartbeat(conn, owner: str, lease_seconds: float) -> None:
+def mark_runner_alive(conn, owner: str, lease_seconds: float) -> None:
     """Say this runner is alive, and forget runners not seen for a lease period (they died)."""
     with conn.cursor() as cur:
         cur.execute(_NO_FLUSH)

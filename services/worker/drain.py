@@ -16,7 +16,7 @@ from shared import envelope
 from services import aws
 from services.worker.metrics import (FAILED_MESSAGES, LAG, PAUSES, STORED_BATCHES, STORED_EVENTS,
                                      STORED_MESSAGES)
-from services.worker.store import UnknownKind, store
+from services.worker.event_writer import UnknownKind, write_envelopes
 
 log = logging.getLogger("sluice.drain")
 
@@ -84,7 +84,7 @@ class Drainer:
                 log.error("poison message %s left for the DLQ: %s", message["MessageId"], exc)
         if not decoded:
             return 0
-        with Heartbeat(self.sqs, self.queue_url, [m for m, _ in decoded], self.visibility_timeout):
+        with VisibilityExtender(self.sqs, self.queue_url, [m for m, _ in decoded], self.visibility_timeout):
             stored = self._store_all(decoded)
         if stored:
             (self._delete_behind.submit if self._delete_behind else self._delete)(stored)
@@ -94,7 +94,7 @@ class Drainer:
         """Store all in one transaction; if the database rejects it, store one by one."""
         try:
             with self.db.connection() as conn:
-                inserted = store(conn, [env for _, env in decoded])
+                inserted = write_envelopes(conn, [env for _, env in decoded])
             STORED_EVENTS.inc(inserted)
             STORED_BATCHES.inc()
             return [m for m, _ in decoded]
@@ -153,7 +153,7 @@ class DeleteBehind:
                 log.warning("delete failed, %d stored messages will be redelivered: %s", len(messages), exc)
 
 
-class Heartbeat:
+class VisibilityExtender:
     """Keeps a batch's messages invisible while it is stored, however long Postgres takes.
 
     Without it a batch slower than the visibility timeout reappears, another worker stores it

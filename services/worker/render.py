@@ -12,7 +12,7 @@ from contextlib import contextmanager, nullcontext
 import psycopg2
 import psycopg2.errors
 
-from services.worker import jobs
+from services import render_jobs
 from services.worker.s3files import S3File, abort_unfinished, delete_prefix
 from shared.schemas.reports import REPORT_COLUMNS, SOURCE_PREFIX
 
@@ -112,7 +112,7 @@ class RowSink:
             self.current.abort()
 
 
-class Heartbeat:
+class RenderWatchdog:
     """Records progress every `every` seconds from a thread of its own, so that a scan that finds
     no matching row for minutes still proves the worker alive. On a lost claim or past the time
     limit it cancels the COPY, and the render raises why."""
@@ -151,12 +151,12 @@ class Heartbeat:
             return
 
 
-def job_prefix(job: jobs.Job) -> str:
+def job_prefix(job: render_jobs.Job) -> str:
     """Where a job's files live: deterministic, so a retry overwrites rather than duplicates."""
     return f"{job.kind}s/{job.app_id}/{job.id}/"
 
 
-def _opener(settings, s3, job: jobs.Job):
+def _opener(settings, s3, job: render_jobs.Job):
     prefix = job_prefix(job)
     if job.kind == "report":
         def open_report(part):
@@ -170,7 +170,7 @@ def _opener(settings, s3, job: jobs.Job):
     return open_export
 
 
-def _statement(settings, job: jobs.Job) -> tuple[str, dict]:
+def _statement(settings, job: render_jobs.Job) -> tuple[str, dict]:
     if job.kind == "report":
         f = job.filter
         return REPORT_SQL, {"app_id": job.app_id, "customer": f.get("customer"), "product": f.get("product"),
@@ -181,7 +181,7 @@ def _statement(settings, job: jobs.Job) -> tuple[str, dict]:
 def run(settings, db, s3, job_id: str) -> str | None:
     """Claim and render one job; return its final status, or None when it was not ours to render."""
     with db.connection() as conn:
-        job = jobs.claim(conn, job_id, settings.job_stale_seconds, settings.job_max_attempts)
+        job = render_jobs.claim(conn, job_id, settings.job_stale_seconds, settings.job_max_attempts)
     if job is None:
         log.info("job %s is not claimable (done, or another worker has it)", job_id)
         return None
@@ -189,14 +189,14 @@ def run(settings, db, s3, job_id: str) -> str | None:
 
     def beat(rows: int) -> bool:
         with db.connection() as conn:
-            return jobs.heartbeat(conn, job, rows)
+            return render_jobs.heartbeat(conn, job, rows)
 
     sink = RowSink(_opener(settings, s3, job), settings.export_file_max_bytes if job.kind == "export" else None)
-    heartbeat = Heartbeat(beat, sink, settings.job_heartbeat_seconds, settings.render_max_seconds)
+    watchdog = RenderWatchdog(beat, sink, settings.job_heartbeat_seconds, settings.render_max_seconds)
     sql, params = _statement(settings, job)
     status, error, files = "done", None, []
     try:
-        _copy_out(settings.database_url, sql, params, sink, heartbeat)
+        _copy_out(settings.database_url, sql, params, sink, watchdog)
         if job.kind == "report" and sink.rows > settings.report_max_rows:  # the query's LIMIT stopped it
             raise RenderTimeout(f"more than {settings.report_max_rows} rows")
         files = sink.close()
@@ -212,9 +212,9 @@ def run(settings, db, s3, job_id: str) -> str | None:
         log.exception("job %s failed", job.id)
         status, error = "failed", f"{type(exc).__name__}: {exc}"[:500]
 
-    rows = [jobs.FileRow(n, f.key, f.size_bytes, f.row_count, f.sha256) for n, f in enumerate(files, 1)]
+    rows = [render_jobs.FileRow(n, f.key, f.size_bytes, f.row_count, f.sha256) for n, f in enumerate(files, 1)]
     with db.connection() as conn:
-        finished = jobs.finish(conn, job, status, sink.rows, rows,
+        finished = render_jobs.finish(conn, job, status, sink.rows, rows,
                                settings.export_expiry_seconds if job.kind == "export" else None, error)
     if not finished:
         log.warning("job %s: lost its claim before finishing; another attempt owns it", job.id)
@@ -223,12 +223,12 @@ def run(settings, db, s3, job_id: str) -> str | None:
     return status
 
 
-def _copy_out(database_url: str, sql: str, params: dict, sink, heartbeat: Heartbeat | None = None) -> None:
+def _copy_out(database_url: str, sql: str, params: dict, sink, watchdog: RenderWatchdog | None = None) -> None:
     # A connection of its own: a COPY stopped half-way leaves it unusable, so it is never pooled.
     conn = psycopg2.connect(database_url)
     try:
         conn.set_session(readonly=True)
-        with conn.cursor() as cur, heartbeat.watch(conn) if heartbeat else nullcontext():
+        with conn.cursor() as cur, watchdog.watch(conn) if watchdog else nullcontext():
             cur.copy_expert(cur.mogrify(sql, params).decode(), sink)
     finally:
         conn.close()
@@ -237,17 +237,17 @@ def _copy_out(database_url: str, sql: str, params: dict, sink, heartbeat: Heartb
 def sweep(settings, db, s3, celery_app) -> dict:
     """The beat sweep: fail jobs that lost too many workers, re-enqueue stale ones, expire exports."""
     with db.connection() as conn:
-        failed = jobs.fail_exhausted(conn, settings.job_stale_seconds, settings.job_max_attempts)
-        requeued = jobs.requeue_stale(conn, settings.job_stale_seconds)
+        failed = render_jobs.fail_exhausted(conn, settings.job_stale_seconds, settings.job_max_attempts)
+        requeued = render_jobs.requeue_stale(conn, settings.job_stale_seconds)
     for job_id in requeued:  # after commit, so the task finds the job queued
-        jobs.enqueue(celery_app, job_id)
+        render_jobs.enqueue(celery_app, job_id)
     with db.connection() as conn:
-        expiring = jobs.expiring(conn)
+        expiring = render_jobs.expiring(conn)
     for job in expiring:
         # Files first: a crash between the two leaves a job the next sweep expires again.
         delete_prefix(s3, settings.exports_bucket, job_prefix(job))
         with db.connection() as conn:
-            jobs.mark_expired(conn, job.id)
+            render_jobs.mark_expired(conn, job.id)
     if failed or requeued or expiring:
         log.info("sweep: %d failed, %d re-enqueued, %d expired", len(failed), len(requeued), len(expiring))
     return {"failed": failed, "requeued": requeued, "expired": [j.id for j in expiring]}

@@ -19,12 +19,13 @@ import psycopg2
 from prometheus_client import Counter
 
 from services.worker import delivery, drivers
+from shared.channels import PIPELINES_CHANNEL, STORED_CHANNEL
 
 log = logging.getLogger("sluice.pipelines")
 DELIVERED = Counter("sluice_pipeline_events_delivered", "events delivered by pipelines", ["driver"])
 FAILED = Counter("sluice_pipeline_delivery_failures", "failed pipeline deliveries", ["driver"])
 
-CHANNELS = ("sluice_stored", "sluice_pipelines")
+CHANNELS = (STORED_CHANNEL, PIPELINES_CHANNEL)
 CLAIM_LIMIT = 100
 SLICE_SECONDS = 5.0  # one pipeline's turn, so a long backfill does not starve the others
 
@@ -70,7 +71,7 @@ class Runner:
         self._listen()  # before reading, so nothing stored after the read goes unnoticed
         lease = self.settings.pipeline_lease_seconds
         with self.transaction() as conn:
-            delivery.heartbeat(conn, self.owner, lease)
+            delivery.mark_runner_alive(conn, self.owner, lease)
             share = min(CLAIM_LIMIT, delivery.fair_share(conn, lease))
             pipelines = delivery.claim(conn, self.owner, lease, share)
             delivery.give_back(conn, self.owner, [p.id for p in pipelines])

@@ -8,7 +8,7 @@ import threading
 
 from celery import bootsteps
 
-from services.pg import Database
+from services.database import Database
 
 log = logging.getLogger("sluice.worker")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from services import devstack
+from devtools import devstack
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]

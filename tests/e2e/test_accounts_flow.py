@@ -5,12 +5,12 @@ from urllib.parse import urlsplit
 
 import requests
 
-from services import devstack, mailsink
+from devtools import devstack, mailsink
 from services import tenancy
-from tests.conftest import wait_for
-from tests.integration.accounts_helpers import person
+from tests.factories import barchart_event, person
+from tests.helpers import wait_for
 
-EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000123, "context": []}
+EVENT = barchart_event()
 
 
 def test_login_by_mail_then_revoked_keys_and_deleted_apps_stop_working_at_ingest(services, db, tmp_path):

@@ -12,11 +12,12 @@ import psycopg2
 import pytest
 import requests
 
-from services import aws, devstack, tenancy
+from devtools import devstack
+from services import aws, tenancy
 from services.settings import CommonSettings
-from shared.db import upgrade
-from tests.conftest import query, wait_for
-from tests.integration.drain_helpers import BARCHART_EVENT, depth, set_redrive
+from services.migrations import upgrade
+from tests.factories import BARCHART_EVENT
+from tests.helpers import depth, query, set_redrive, wait_for
 
 PER_REQUEST = 25
 NO_METRICS = {"SLUICE_WORKER_METRICS_PORT": "0"}

@@ -5,14 +5,16 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from services import aws, devstack, tenancy
-from services.pg import Database
+from devtools import devstack
+from services import aws, tenancy
+from services.database import Database
 from services.settings import CommonSettings
 from shared import envelope
-from shared.db import upgrade
-from tests.conftest import query, wait_for
+from services.migrations import upgrade
+from tests.factories import barchart_event
+from tests.helpers import query, wait_for
 
-EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000123, "context": ["eu"]}
+EVENT = barchart_event(context=["eu"])
 
 
 def queued(stack, names) -> list[dict]:

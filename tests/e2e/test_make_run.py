@@ -8,8 +8,8 @@ from pathlib import Path
 
 import requests
 
-from services import devstack
-from tests.conftest import query, wait_for
+from devtools import devstack
+from tests.helpers import query, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,11 @@ import requests
 
 from services import aws
 from services.settings import WorkerSettings
-from tests.conftest import query, wait_for
+from tests.factories import barchart_event
+from tests.helpers import query, wait_for
 from tests.receiver import Receiver
 
-EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000000, "context": []}
+EVENT = barchart_event(timestamp=1700000000000)
 FAST = {"SLUICE_PIPELINE_POLL_SECONDS": "0.2", "SLUICE_PIPELINE_LEASE_SECONDS": "3"}
 
 

@@ -10,9 +10,9 @@ import signal
 import boto3
 import requests
 
-from services import devstack
-from tests.conftest import make_tenant, query, wait_for
-from tests.integration.test_render import insert_many_events
+from devtools import devstack
+from tests.factories import insert_many_events, make_tenant
+from tests.helpers import query, wait_for
 
 T0 = 1_700_000_000_000
 EVENTS = [

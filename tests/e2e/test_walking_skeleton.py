@@ -1,9 +1,10 @@
 """An event's whole trip: POST /events on gunicorn, SQS (moto server), a Celery worker, Postgres."""
 import requests
 
-from tests.conftest import query, wait_for
+from tests.factories import barchart_event
+from tests.helpers import query, wait_for
 
-EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000123, "context": ["eu"]}
+EVENT = barchart_event(context=["eu"])
 
 
 def test_a_posted_event_lands_in_postgres_exactly_once(stack, services, tenant):

@@ -6,18 +6,18 @@ import pytest
 from services import tenancy
 from services.ingest.app import create_app as create_ingest
 from services.settings import IngestSettings
-from tests.integration.accounts_helpers import (client_for, control_app, log_in, outbox, person,  # noqa: F401
-                                                verify_link)
+from tests.factories import barchart_event, person
+from tests.helpers import client_for, control_app, log_in, verify_link
 
-EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000123, "context": []}
+EVENT = barchart_event()
 
 
 @pytest.fixture
-def control(stack, outbox):  # noqa: F811
+def control(stack, outbox):
     return control_app(stack, outbox)
 
 
-def test_login_mails_a_link_and_the_session_works_only_after_the_code_is_entered(control, outbox, db):  # noqa: F811
+def test_login_mails_a_link_and_the_session_works_only_after_the_code_is_entered(control, outbox, db):
     pat = person(db)
     client = client_for(control)
     resp = client.post("/api/1/login", json={"email": pat.email.upper()})
@@ -51,7 +51,7 @@ def test_login_mails_a_link_and_the_session_works_only_after_the_code_is_entered
     assert client.post("/api/1/logout", json={"session_key": key}).status_code == 403
 
 
-def test_login_sets_the_session_cookie_a_browser_sends_back(control, outbox, db):  # noqa: F811
+def test_login_sets_the_session_cookie_a_browser_sends_back(control, outbox, db):
     pat = person(db)
     browser = control.test_client()  # keeps cookies
     browser.environ_base["REMOTE_ADDR"] = "10.1.2.3"
@@ -64,7 +64,7 @@ def test_login_sets_the_session_cookie_a_browser_sends_back(control, outbox, db)
     assert browser.get("/api/1/user").status_code == 403
 
 
-def test_an_unknown_email_gets_the_same_answer_but_no_usable_session(control, outbox):  # noqa: F811
+def test_an_unknown_email_gets_the_same_answer_but_no_usable_session(control, outbox):
     email = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
     client = client_for(control)
     resp = client.post("/api/1/login", json={"email": email})
@@ -75,7 +75,7 @@ def test_an_unknown_email_gets_the_same_answer_but_no_usable_session(control, ou
     assert client.get("/api/1/user", json={"session_key": resp.json["session_key"]}).status_code == 403
 
 
-def test_repeated_wrong_codes_lock_that_login(stack, outbox, db):  # noqa: F811
+def test_repeated_wrong_codes_lock_that_login(stack, outbox, db):
     client = client_for(control_app(stack, outbox, login_max_code_attempts=3))
     pat = person(db)
     resp = client.post("/api/1/login", json={"email": pat.email})
@@ -91,7 +91,7 @@ def test_repeated_wrong_codes_lock_that_login(stack, outbox, db):  # noqa: F811
     assert client.get("/api/1/user", json={"session_key": key}).status_code == 200
 
 
-def test_links_and_codes_expire(stack, outbox, db):  # noqa: F811
+def test_links_and_codes_expire(stack, outbox, db):
     client = client_for(control_app(stack, outbox, login_ttl_seconds=0))
     pat = person(db)
     resp = client.post("/api/1/login", json={"email": pat.email})
@@ -102,7 +102,7 @@ def test_links_and_codes_expire(stack, outbox, db):  # noqa: F811
     assert client.get("/api/1/verify/not-a-token").status_code == 404
 
 
-def test_apps_and_keys_are_listed_created_revoked_and_deleted(stack, names, provisioned, control, outbox, db):  # noqa: F811
+def test_apps_and_keys_are_listed_created_revoked_and_deleted(stack, names, provisioned, control, outbox, db):
     ingest = create_ingest(stack.settings(IngestSettings, **names, key_cache_seconds=0)).test_client()
     pat = person(db)
     client = client_for(control)
@@ -154,7 +154,7 @@ def test_apps_and_keys_are_listed_created_revoked_and_deleted(stack, names, prov
     ("delete", "/api/1/app/99999999999999999999999", {}, 403),
     ("delete", "/api/1/app/12/key/99999999999999999999999", {}, 403),
 ])
-def test_bad_input_gets_a_4xx_in_the_error_shape(control, outbox, db, method, path, body, status):  # noqa: F811
+def test_bad_input_gets_a_4xx_in_the_error_shape(control, outbox, db, method, path, body, status):
     pat = person(db)
     client = client_for(control)
     session = {} if path == "/api/1/login" else {"session_key": log_in(client, outbox, pat.email)}
@@ -165,7 +165,7 @@ def test_bad_input_gets_a_4xx_in_the_error_shape(control, outbox, db, method, pa
     assert set(resp.json["error"]) == {"code", "message"}
 
 
-def test_creating_an_app_needs_a_name(control, outbox, db):  # noqa: F811
+def test_creating_an_app_needs_a_name(control, outbox, db):
     pat = person(db)
     client = client_for(control)
     session = {"session_key": log_in(client, outbox, pat.email)}
@@ -175,7 +175,7 @@ def test_creating_an_app_needs_a_name(control, outbox, db):  # noqa: F811
         assert len(tenancy.list_apps(conn, pat.org_id)) == 1
 
 
-def test_logins_are_rate_limited_per_email_with_retry_after(stack, outbox, db):  # noqa: F811
+def test_logins_are_rate_limited_per_email_with_retry_after(stack, outbox, db):
     client = client_for(control_app(stack, outbox, login_limit_per_email=2))
     pat = person(db)
     codes = [client.post("/api/1/login", json={"email": pat.email}).status_code for _ in range(2)]
@@ -187,7 +187,7 @@ def test_logins_are_rate_limited_per_email_with_retry_after(stack, outbox, db): 
     assert client.post("/api/1/login", json={"email": other.email}).status_code == 200
 
 
-def test_guessing_credentials_is_rate_limited_per_client_address(stack, outbox, db):  # noqa: F811
+def test_guessing_credentials_is_rate_limited_per_client_address(stack, outbox, db):
     control = control_app(stack, outbox, auth_failure_limit=3)
     pat = person(db)
     guesser, honest = client_for(control), client_for(control)
@@ -200,8 +200,8 @@ def test_guessing_credentials_is_rate_limited_per_client_address(stack, outbox, 
 
 
 def test_login_answers_503_when_mail_cannot_be_sent_and_keeps_no_session(stack, db):
-    from services import devstack
-    from tests.integration.accounts_helpers import Outbox
+    from devtools import devstack
+    from tests.helpers import Outbox
     closed = Outbox(None, devstack.free_port())  # nothing listens there
     client = client_for(control_app(stack, closed))
     pat = person(db)
@@ -212,8 +212,8 @@ def test_login_answers_503_when_mail_cannot_be_sent_and_keeps_no_session(stack, 
         assert cur.fetchone()[0] == 0
 
 
-def test_logins_keep_working_while_redis_is_away(stack, outbox, db):  # noqa: F811
-    from services import devstack
+def test_logins_keep_working_while_redis_is_away(stack, outbox, db):
+    from devtools import devstack
     control = control_app(stack, outbox, redis_url=f"redis://127.0.0.1:{devstack.free_port()}/0")
     pat = person(db)
     client = client_for(control)
@@ -221,14 +221,14 @@ def test_logins_keep_working_while_redis_is_away(stack, outbox, db):  # noqa: F8
     assert client.get("/api/1/user", json={"session_key": key}).status_code == 200
 
 
-def test_a_session_key_stops_working_when_the_session_expires(stack, outbox, db):  # noqa: F811
+def test_a_session_key_stops_working_when_the_session_expires(stack, outbox, db):
     client = client_for(control_app(stack, outbox, session_max_age_seconds=0))
     pat = person(db)
     key = log_in(client, outbox, pat.email)
     assert client.get("/api/1/user", json={"session_key": key}).status_code == 403
 
 
-def test_a_login_form_body_works_too_and_overlong_emails_are_refused(control, outbox, db):  # noqa: F811
+def test_a_login_form_body_works_too_and_overlong_emails_are_refused(control, outbox, db):
     pat = person(db)
     client = client_for(control)
     assert client.post("/api/1/login", data={"email": pat.email}).status_code == 200
@@ -236,7 +236,7 @@ def test_a_login_form_body_works_too_and_overlong_emails_are_refused(control, ou
     assert client.post("/api/1/login", data={"email": "a" * 250 + "@example.com"}).status_code == 400
 
 
-def test_a_key_guesser_is_refused_in_each_documents_own_error_shape(stack, outbox, db):  # noqa: F811
+def test_a_key_guesser_is_refused_in_each_documents_own_error_shape(stack, outbox, db):
     control = control_app(stack, outbox, auth_failure_limit=2)
     pat = person(db)
     guesser = client_for(control)

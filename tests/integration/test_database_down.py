@@ -1,7 +1,7 @@
 """With Postgres unreachable, the control API answers 503 with Retry-After, never a 500."""
 import pytest
 
-from services import devstack
+from devtools import devstack
 from services.control.app import create_app
 from services.settings import ControlSettings
 

@@ -2,12 +2,12 @@
 import pytest
 
 from services.ingest.app import create_app
-from services.pg import Database
+from services.database import Database
 from services.settings import IngestSettings, WorkerSettings
 from services.worker.drain import Drainer
-from tests.conftest import query
+from tests.factories import BARCHART_EVENT as EVENT
+from tests.helpers import query
 
-EVENT = {"customer": "C", "product": "P", "type": "T", "timestamp": 1700000000000, "context": ["x"]}
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ import threading
 import psycopg2
 import pytest
 
-from tests.conftest import query, wait_for
-from tests.integration.drain_helpers import BARCHART_EVENT, bodies, depth, redriven_drainer, send
+from tests.factories import BARCHART_EVENT
+from tests.factories import envelope_bodies as bodies
+from tests.helpers import depth, query, redriven_drainer, send, wait_for
 
 
 @pytest.fixture

@@ -3,11 +3,12 @@ import copy
 
 import pytest
 
-from services.pg import Database
+from services.database import Database
 from services.settings import WorkerSettings
 from services.worker.drain import Drainer
-from tests.conftest import query
-from tests.integration.drain_helpers import BARCHART_EVENT, MOESIF_CALL, bodies, send
+from tests.factories import BARCHART_EVENT, MOESIF_CALL
+from tests.factories import envelope_bodies as bodies
+from tests.helpers import query, send
 
 
 @pytest.fixture

@@ -8,22 +8,17 @@ from shared import envelope
 from services import aws
 from services.ingest.app import create_app
 from services.settings import CommonSettings, IngestSettings
+from tests.factories import barchart_event
+from tests.helpers import queued_envelopes
 
-EVENT = {"customer": "BARCHART", "product": "PORTFOLIO", "type": "LOADED",
-         "timestamp": 1568381886060, "context": ["a", "b"]}
+EVENT = barchart_event(customer="BARCHART", product="PORTFOLIO", type="LOADED", timestamp=1568381886060,
+                       context=["a", "b"])
 
 
 @pytest.fixture
 def ingest(stack, names, provisioned):
     settings = stack.settings(IngestSettings, **names, max_body_bytes=20_000)
     return create_app(settings).test_client(), settings
-
-
-def queued_envelopes(stack, names):
-    sqs = aws.client(stack.settings(CommonSettings, **names), "sqs")
-    url = aws.queue_url(sqs, names["events_queue"])
-    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-    return [envelope.decode(m["Body"]) for m in got]
 
 
 def test_accepted_events_are_answered_as_eventfull_and_queued(stack, names, ingest, tenant):

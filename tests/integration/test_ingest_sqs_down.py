@@ -1,11 +1,14 @@
 """With SQS unreachable, ingest answers 503 with Retry-After, never a 200 it cannot keep."""
 import pytest
 
-from services import aws, devstack
+from devtools import devstack
+from services import aws
 from services.ingest.app import create_app
 from services.settings import IngestSettings
-from tests.integration.test_events_ingest import EVENT
-from tests.integration.test_moesif_ingest import EVENT as MOESIF_EVENT
+from tests.factories import MOESIF_CLIENT_CALL as MOESIF_EVENT
+from tests.factories import barchart_event
+
+EVENT = barchart_event()
 
 
 @pytest.fixture

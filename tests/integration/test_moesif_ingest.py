@@ -6,19 +6,10 @@ import pytest
 
 from services.ingest.app import create_app
 from services.settings import IngestSettings
-from tests.integration.test_events_ingest import queued_envelopes
+from tests.factories import MOESIF_CLIENT_CALL
+from tests.helpers import queued_envelopes
 
-# What the real moesifapi client sends: naive ISO times, explicit nulls for what it lacks.
-EVENT = {
-    "request": {"time": "2024-05-01T10:00:00.123456", "uri": "https://api.acme.test/items?q=1", "verb": "GET",
-                "ip_address": "203.0.113.9", "api_version": None, "headers": {"Accept": "*/*"}, "body": None,
-                "transfer_encoding": None},
-    "response": {"time": "2024-05-01T10:00:00.456Z", "status": 200, "ip_address": None,
-                 "headers": {"Content-Type": "application/json"}, "body": {"items": [1, 2]},
-                 "transfer_encoding": None},
-    "session_token": None, "tags": None, "user_id": "u-1", "company_id": None, "metadata": {"plan": "pro"},
-    "direction": "Incoming", "weight": None, "blocked_by": None, "transaction_id": "t-1",
-}
+EVENT = MOESIF_CLIENT_CALL
 ROUTES = ["/moesifapi/events", "/v1/events"]
 BATCH_ROUTES = ["/moesifapi/events/batch", "/v1/events/batch"]
 

@@ -14,8 +14,8 @@ from services.control.app import create_app
 from services.settings import ControlSettings, WorkerSettings
 from services.worker import delivery
 from services.worker.runner import Runner
-from services.worker.store import store
-from tests.conftest import wait_for
+from services.worker.event_writer import write_envelopes
+from tests.helpers import wait_for
 from tests.receiver import Receiver
 
 
@@ -29,7 +29,7 @@ def envelope(app_id, n, first=0, batch=None):
 def store_events(db, app_id, n) -> str:
     env = envelope(app_id, n)
     with db.connection() as conn:
-        store(conn, [env])
+        write_envelopes(conn, [env])
     return env["batch"]
 
 
@@ -111,7 +111,7 @@ def test_a_row_whose_transaction_commits_late_is_not_skipped(stack, db, tenant, 
     pid = control.pipeline_to("http", {"url": receiver.url})
     late = psycopg2.connect(stack.database_url)
     try:
-        store(late, [envelope(app_id, 1, first=0)])  # id drawn, not committed
+        write_envelopes(late, [envelope(app_id, 1, first=0)])  # id drawn, not committed
         store_events(db, app_id, 2)  # higher ids, committed
         runner = make_runner()
         for _ in range(5):

@@ -11,17 +11,12 @@ from celery import Celery
 
 from services import aws
 from services.settings import WorkerSettings
-from services.worker import jobs, render
-from tests.conftest import query
-
-EVENTS = [  # (customer, product, type, timestamp, context)
-    ("ACME", "WEB", "LOGIN", 1_700_000_000_300, ["eu", "comma, inside"]),
-    ("ACME", "WEB", "CLICK", 1_700_000_000_100, ['a "quoted" word', "line\nbreak", "ünïcode"]),
-    ("ACME", "APP", "LOGIN", 1_700_000_000_200, []),
-    ("OTHER", "WEB", "LOGIN", 1_700_000_000_150, ["x"]),
-    ("ACME", "WEB", "LOGOUT", 1_700_000_000_900, ["late"]),
-]
-
+from services import render_jobs
+from services.worker import render
+from tests.factories import REPORT_EVENTS as EVENTS
+from tests.factories import insert_events, insert_many_events
+from shared.channels import RENDER_TASK
+from tests.helpers import query
 
 @pytest.fixture
 def settings(stack, names, provisioned):
@@ -33,34 +28,14 @@ def s3(settings):
     return aws.client(settings, "s3")
 
 
-def insert_events(db, app_id, events=EVENTS) -> str:
-    batch = str(uuid.uuid4())
-    with db.connection() as conn, conn.cursor() as cur:
-        for seq, (customer, product, type_, ts, context) in enumerate(events):
-            cur.execute("""INSERT INTO events (app_id, batch, sequence, customer, product, type, timestamp,
-                                               context, received_at)
-                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())""",
-                        (app_id, batch, seq, customer, product, type_, ts, json.dumps(context)))
-    return batch
-
-
-def insert_many_events(db, app_id, count: int) -> None:
-    with db.connection() as conn, conn.cursor() as cur:
-        cur.execute("""INSERT INTO events (app_id, batch, sequence, customer, product, type, timestamp,
-                                           context, received_at)
-                       SELECT %s, %s, g, 'ACME', 'WEB', 'PAGE-VIEW', 1700000000000 + g,
-                              jsonb_build_array('session-' || (g %% 97), 'some context text'), now()
-                       FROM generate_series(0, %s - 1) g""", (app_id, str(uuid.uuid4()), count))
-
-
-def new_job(db, app_id, kind="report", entity="Event", job_filter=None) -> jobs.Job:
+def new_job(db, app_id, kind="report", entity="Event", job_filter=None) -> render_jobs.Job:
     with db.connection() as conn:
-        return jobs.create(conn, app_id, kind, entity, job_filter or {})
+        return render_jobs.create(conn, app_id, kind, entity, job_filter or {})
 
 
-def load_job(db, app_id, job: jobs.Job) -> jobs.Job:
+def load_job(db, app_id, job: render_jobs.Job) -> render_jobs.Job:
     with db.connection() as conn:
-        return jobs.get(conn, app_id, job.kind, job.id)
+        return render_jobs.get(conn, app_id, job.kind, job.id)
 
 
 def fetch(s3, settings, key) -> bytes:
@@ -194,13 +169,13 @@ def test_an_attempt_that_lost_its_claim_cannot_finish(settings, s3, db, tenant, 
     job = new_job(db, tenant[0])
     insert_events(db, tenant[0])
     with db.connection() as conn:
-        first = jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
+        first = render_jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
     query(stack.database_url, "UPDATE render_jobs SET heartbeat_at = now() - interval '1 hour' "
                               "WHERE id = %s RETURNING id", (job.id,))
     assert render.run(settings, db, s3, job.id) == "done"  # a second worker takes the silent job
     with db.connection() as conn:
-        assert not jobs.heartbeat(conn, first, 3)
-        assert not jobs.finish(conn, first, "failed", 0, error="late")
+        assert not render_jobs.heartbeat(conn, first, 3)
+        assert not render_jobs.finish(conn, first, "failed", 0, error="late")
     done = load_job(db, tenant[0], job)
     assert (done.status, done.attempts, done.rows_written) == ("done", 2, 5)
 
@@ -218,7 +193,7 @@ def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(settings, s3, db,
     silent, hopeless, fresh = (new_job(db, tenant[0]) for _ in range(3))
     for job in (silent, hopeless, fresh):
         with db.connection() as conn:
-            jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
+            render_jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
     query(stack.database_url, "UPDATE render_jobs SET heartbeat_at = now() - interval '1 minute', "
                               "attempts = CASE WHEN id = %s THEN %s ELSE attempts END "
                               "WHERE id IN (%s, %s) RETURNING id",
@@ -232,7 +207,7 @@ def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(settings, s3, db,
     assert load_job(db, tenant[0], fresh).status == "running"
     sent = [json.loads(m) for m in broker.lrange("celery", 0, -1)]
     assert [(m["headers"]["task"], silent.id in m["headers"]["argsrepr"]) for m in sent] == [
-        (jobs.RENDER_TASK, True)]
+        (RENDER_TASK, True)]
 
 
 def test_the_sweep_expires_exports_and_deletes_their_files(settings, s3, db, tenant, stack, celery_client):

@@ -12,8 +12,8 @@ from services import aws
 from services.control.app import create_app
 from services.settings import ControlSettings, WorkerSettings
 from services.worker import render
-from tests.conftest import make_tenant, query
-from tests.integration.test_render import insert_events
+from tests.factories import insert_events, make_tenant
+from tests.helpers import query
 
 MEWS = {"ClientToken": "client-token-1", "Client": "Sample Client 1.0.0"}
 

@@ -14,10 +14,11 @@ from services.control import auth, sessions
 from services.ingest.app import create_app as create_ingest
 from services.settings import IngestSettings
 from services import tenancy
-from tests.integration.accounts_helpers import Person, client_for, control_app, outbox, person  # noqa: F401
+from tests.factories import Person, barchart_event, person
+from tests.helpers import client_for, control_app
 
 ELSEWHERE = {"REMOTE_ADDR": "10.200.0.1"}  # wrong keys here do not count against 127.0.0.1's limit
-EVENT = {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000123, "context": []}
+EVENT = barchart_event()
 
 
 @dataclass
@@ -84,7 +85,7 @@ CASES = [
 
 
 @pytest.fixture
-def world(stack, names, provisioned, outbox, db):  # noqa: F811
+def world(stack, names, provisioned, outbox, db):
     a, b = person(db), person(db)
     ingest = create_ingest(stack.settings(IngestSettings, **names, key_cache_seconds=0)).test_client()
     control = client_for(control_app(stack, outbox, **names))

@@ -1,9 +1,9 @@
 """The drain's pure parts: COPY text encoding, the lag gauge, describing DLQ messages."""
 import time
 
-from services.worker.dlq import describe
+from services.dlq import describe
 from services.worker.metrics import Lag
-from services.worker.store import _text_field
+from services.worker.event_writer import _text_field
 from shared import envelope
 
 

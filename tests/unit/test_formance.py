@@ -2,7 +2,7 @@
 import pytest
 from marshmallow import ValidationError
 
-from shared.schemas.formance import (TransitionNotAllowed, decode_token, encode_token, initial_state,
+from shared.schemas.pipelines import (TransitionNotAllowed, decode_token, encode_token, initial_state,
                                      load_connector, transition)
 from services.worker.delivery import backoff_seconds
 

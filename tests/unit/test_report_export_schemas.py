@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from marshmallow import ValidationError
 
-from shared.schemas.mews import export_body, valid_ids
+from shared.schemas.exports import export_body, valid_ids
 from shared.schemas.reports import job_body, load_report_request, parse_source
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)

@@ -2,7 +2,7 @@ import pytest
 from marshmallow import ValidationError
 
 from shared.errors import flatten_marshmallow
-from shared.schemas.barchart import validate_events
+from shared.schemas.events import validate_events
 from services.settings import IngestSettings, SettingsError, WorkerSettings
 
 GOOD = {"customer": "A", "product": "B", "type": "C", "timestamp": 1568381886060, "context": ["x"]}

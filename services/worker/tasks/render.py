@@ -4,8 +4,9 @@ import functools
 from celery import current_app, shared_task
 
 from services import aws
-from services.pg import Database
-from services.worker import jobs, render
+from services.database import Database
+from services.worker import render
+from shared.channels import RENDER_TASK, SWEEP_TASK
 
 # Renders are idempotent (claimed by compare-and-set, written under deterministic keys), so a
 # task lost with its worker is redelivered; the time limit stays under Redis' visibility timeout.
@@ -19,14 +20,14 @@ def _resources():
     return settings, Database(settings.database_url, maxconn=4), aws.client(settings, "s3")
 
 
-@shared_task(name=jobs.RENDER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+@shared_task(name=RENDER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
              time_limit=RENDER_TIME_LIMIT)
 def render_job(job_id: str):
     settings, db, s3 = _resources()
     return render.run(settings, db, s3, job_id)
 
 
-@shared_task(name=jobs.SWEEP_TASK, ignore_result=True)
+@shared_task(name=SWEEP_TASK, ignore_result=True)
 def sweep_render_jobs():
     settings, db, s3 = _resources()
     render.sweep(settings, db, s3, current_app)

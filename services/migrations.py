@@ -1,4 +1,7 @@
-"""The database schema: ordered SQL migrations under shared/migrations, applied once each."""
+"""Applying the database schema: the ordered SQL migrations in shared/migrations, each once.
+
+`sluice db upgrade` runs this as a release step; no service migrates at boot.
+"""
 from importlib import resources
 
 import psycopg2

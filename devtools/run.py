@@ -8,10 +8,11 @@ from pathlib import Path
 
 import redis
 
-from services import aws, devstack, tenancy
-from services.pg import Database
+from devtools import devstack
+from services import aws, tenancy
+from services.database import Database
 from services.settings import WorkerSettings
-from shared.db import upgrade
+from services.migrations import upgrade
 
 STATE = Path(os.environ.get("SLUICE_STATE_DIR", ".state"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def _mail_sink(sinks) -> dict:
     """Unless SLUICE_SMTP_HOST names a real server, a local sink keeps login mail as files."""
     if os.environ.get("SLUICE_SMTP_HOST"):
         return {}
-    from services import mailsink
+    from devtools import mailsink
     port = int(os.environ.get("SLUICE_MAIL_SINK_PORT", "1025"))
     if devstack.port_open(port):
         port = devstack.free_port()

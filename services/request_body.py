@@ -1,23 +1,18 @@
-"""Reading request bodies with a hard size cap, inflating gzip in a stream."""
+"""Reading a JSON request body with a hard size cap, inflating gzip in a stream.
+
+Every refusal is an ApiError: 413 for a body over the limit (before or after inflating), 400 for
+malformed JSON or gzip, 415 for a Content-Encoding other than gzip.
+"""
+
 import json
 import math
 import zlib
 
 from flask import request
 
+from services.api_errors import ApiError
+
 _CHUNK = 64 * 1024
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class BadBody(Exception):
-    pass
-
-
-class UnsupportedEncoding(Exception):
-    pass
 
 
 def read_json(limit: int):
@@ -28,16 +23,29 @@ def read_json(limit: int):
     """
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity", "gzip", "x-gzip"):
-        raise UnsupportedEncoding(encoding)
-    if request.content_length is not None and request.content_length > limit and not _gzipped():
-        raise BodyTooLarge()
-    raw = _read_inflated(limit) if _gzipped() else _read_plain(limit)
+        raise ApiError(415, "UNSUPPORTED_ENCODING", f"Content-Encoding {encoding} is not supported; use gzip.")
+    gzipped = encoding in ("gzip", "x-gzip")
+    if request.content_length is not None and request.content_length > limit and not gzipped:
+        raise too_large(limit)
+    raw = _read_inflated(limit) if gzipped else _read_plain(limit)
     try:
         return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
-        raise BadBody("Malformed JSON: nested too deeply") from None
+        raise malformed("Malformed JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and the two hooks below
-        raise BadBody(f"Malformed JSON: {exc}") from None
+        raise malformed(f"Malformed JSON: {exc}") from None
+
+
+def has_body() -> bool:
+    return bool(request.content_length or request.headers.get("Transfer-Encoding"))
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "PAYLOAD_TOO_LARGE", f"Body is over {limit} bytes.")
+
+
+def malformed(message: str) -> ApiError:
+    return ApiError(400, "MALFORMED_JSON", message)
 
 
 # Python's json accepts NaN, Infinity and 1e999 (as inf); JSON, Postgres jsonb and most producers'
@@ -53,14 +61,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _gzipped() -> bool:
-    return request.headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip")
-
-
 def _read_plain(limit: int) -> bytes:
     data = request.stream.read(limit + 1)
     if len(data) > limit:
-        raise BodyTooLarge()
+        raise too_large(limit)
     return data
 
 
@@ -75,11 +79,11 @@ def _read_inflated(limit: int) -> bytes:
                 break
             out += inflater.decompress(chunk, limit + 1 - len(out))
             if len(out) > limit:
-                raise BodyTooLarge()
+                raise too_large(limit)
             if inflater.eof:
                 break
         if not inflater.eof:
-            raise BadBody("Truncated gzip body")
+            raise malformed("Truncated gzip body")
     except zlib.error as exc:
-        raise BadBody(f"Invalid gzip body: {exc}") from None
+        raise malformed(f"Invalid gzip body: {exc}") from None
     return bytes(out)

@@ -4,6 +4,7 @@ The control API creates jobs and reads them; workers claim, heartbeat and finish
 sweep retries the stale ones and expires old exports. Every state change is a compare-and-set,
 so a redelivered task or a worker that lost its claim changes nothing.
 """
+
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,8 +12,7 @@ from datetime import datetime
 import psycopg2.errors
 from psycopg2.extras import Json
 
-RENDER_TASK = "sluice.render_job"
-SWEEP_TASK = "sluice.sweep_render_jobs"
+from shared.channels import RENDER_TASK
 
 _COLUMNS = """id::text, app_id, kind, entity_type, filter, status, rows_written, attempts, claim::text,
               created_at, completed_at, expires_at"""

@@ -1,13 +1,14 @@
-"""Connectors and pipelines in Postgres: the control API's reads and writes, scoped by app."""
+"""Connectors and pipelines rows in Postgres: the control API's reads and writes, scoped by app.
+
+An action that lets a pipeline run NOTIFYs the runners (shared.channels.PIPELINES_CHANNEL) at commit.
+"""
 import uuid
 from datetime import timezone
 
 from psycopg2.extras import Json
 
-from shared.schemas.formance import encode_token, initial_state, state_view, transition
-
-# Runners LISTEN here; an action that lets a pipeline run wakes them at commit.
-PIPELINES_CHANNEL = "sluice_pipelines"
+from shared.channels import PIPELINES_CHANNEL
+from shared.schemas.pipelines import encode_token, initial_state, state_view, transition
 
 
 def parse_id(raw: str) -> str | None:

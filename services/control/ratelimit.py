@@ -7,21 +7,19 @@ import hashlib
 import logging
 
 import redis
-from flask import Flask, current_app, jsonify, request
-from werkzeug.exceptions import TooManyRequests
+from flask import Flask, current_app, request
 
-from shared.errors import barchart_error, formance_error, simple_error
+from services.api_errors import ApiError
+from services.web import settings
 
 log = logging.getLogger(__name__)
 PREFIX = "sluice:rl:"
-# Blueprints whose document has an error shape of its own; the rest use simple_error.
-ERROR_SHAPES = {"reports": barchart_error, "connectors": formance_error, "pipelines": formance_error}
 
 
-class RateLimited(TooManyRequests):
-    def __init__(self, retry_after: int):
-        super().__init__("Too many attempts; try again later.")
-        self.retry_after = max(1, retry_after)
+def rate_limited(retry_after: int) -> ApiError:
+    """429 with the seconds left in the window; each blueprint renders it in its own shape."""
+    return ApiError(429, "TOO_MANY_REQUESTS", "Too many attempts; try again later.",
+                    {"Retry-After": str(max(1, retry_after))})
 
 
 class Limiter:
@@ -33,7 +31,7 @@ class Limiter:
         return PREFIX + name + ":" + hashlib.sha256(subject.encode()).hexdigest()[:32]
 
     def hit(self, name: str, subject: str, limit: int, window: int) -> None:
-        """Count one hit; raise RateLimited when this one is over the limit."""
+        """Count one hit; raise a 429 ApiError when this one is over the limit."""
         key = self._key(name, subject)
         try:
             pipe = self._redis.pipeline()
@@ -47,10 +45,10 @@ class Limiter:
             log.warning("rate limit %s not counted: %s", name, exc)
             return
         if count > limit:
-            raise RateLimited(ttl if ttl > 0 else window)
+            raise rate_limited(ttl if ttl > 0 else window)
 
     def check(self, name: str, subject: str, limit: int) -> None:
-        """Raise RateLimited when the subject is already over the limit, without counting."""
+        """Raise a 429 ApiError when the subject is already over the limit, without counting."""
         key = self._key(name, subject)
         try:
             pipe = self._redis.pipeline()
@@ -61,7 +59,7 @@ class Limiter:
             log.warning("rate limit %s not checked: %s", name, exc)
             return
         if count is not None and int(count) >= limit:
-            raise RateLimited(ttl if ttl > 0 else 1)
+            raise rate_limited(ttl if ttl > 0 else 1)
 
 
 def client_address() -> str:
@@ -71,25 +69,18 @@ def client_address() -> str:
 
 def record_auth_failure() -> None:
     """Count a wrong credential from this client; 429 once it has guessed too often."""
-    settings, limiter = current_app.config["SETTINGS"], current_app.config.get("LIMITER")
+    limiter = current_app.config.get("LIMITER")
     if limiter is not None:
-        limiter.hit("authfail", client_address(), settings.auth_failure_limit,
-                    settings.rate_limit_window_seconds)
+        limiter.hit("authfail", client_address(), settings().auth_failure_limit,
+                    settings().rate_limit_window_seconds)
 
 
 def refuse_blocked_client() -> None:
     """429 before looking a credential up when this client is over the failure limit."""
-    settings, limiter = current_app.config["SETTINGS"], current_app.config.get("LIMITER")
+    limiter = current_app.config.get("LIMITER")
     if limiter is not None:
-        limiter.check("authfail", client_address(), settings.auth_failure_limit)
+        limiter.check("authfail", client_address(), settings().auth_failure_limit)
 
 
 def install(app: Flask) -> None:
     app.config["LIMITER"] = Limiter(app.config["SETTINGS"].redis_url)
-
-    @app.errorhandler(RateLimited)
-    def rate_limited(exc: RateLimited):
-        shape = ERROR_SHAPES.get(request.blueprint, simple_error)
-        response = jsonify(shape("TOO_MANY_REQUESTS", exc.description))
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response, 429

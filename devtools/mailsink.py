@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from services import devstack
+from devtools import devstack
 
 LINK = re.compile(r"https?://\S+")
 

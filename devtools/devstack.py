@@ -150,7 +150,7 @@ def private_stack(prefix: str, moto: bool = True, redis: bool = False, durable: 
 
     The test suite and the benchmarks run on these, so they never touch `make run`'s stack.
     """
-    from shared.db import upgrade
+    from services.migrations import upgrade
 
     root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)  # the postgres user must reach its data directory

@@ -41,7 +41,7 @@ class UnknownKind(ValueError):
     pass
 
 
-def store(conn, envelopes: list[dict]) -> int:
+def write_envelopes(conn, envelopes: list[dict]) -> int:
     """Store every event of the envelopes in the caller's transaction; return rows inserted.
 
     Rows go through COPY into a temporary table and then into the real one with ON CONFLICT DO
@@ -94,7 +94,7 @@ def _barchart_rows(envelopes):
 
 
 def _moesif_rows(envelopes):
-    """api_calls rows from events in the form shared.schemas.moesif validate_moesif_events returns."""
+    """api_calls rows from events in the form shared.schemas.api_calls validate_moesif_events returns."""
     for env in envelopes:
         app_id, batch, first, received = env["app_id"], env["batch"], env["first_sequence"], env["received_ms"]
         for i, e in enumerate(env["events"]):

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from shared.schemas.barchart import StrictInteger
+from shared.schemas.events import StrictInteger
 
 
 class IsoTime(fields.Field):

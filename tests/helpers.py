@@ -1,0 +1,134 @@
+"""What tests do again and again: wait with a deadline, query Postgres, read queues, log a person in."""
+
+import json
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import psycopg2
+
+from devtools import devstack, mailsink
+from services import aws
+from services.database import Database
+from services.settings import CommonSettings, WorkerSettings
+from services.worker.drain import Drainer
+from shared import envelope
+
+
+def wait_for(check, timeout: float = 30, what: str = "condition"):
+    """Poll `check` until it returns truthy and return that value; fail at the deadline."""
+    return devstack.wait_until(check, timeout, what)
+
+
+def query(database_url: str, sql: str, params=()):
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+# --- queues ------------------------------------------------------------------------------------
+
+
+def queued_envelopes(stack, names) -> list[dict]:
+    """Up to 10 envelopes waiting on the test's events queue, decoded (they stay in flight)."""
+    sqs = aws.client(stack.settings(CommonSettings, **names), "sqs")
+    url = aws.queue_url(sqs, names["events_queue"])
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    return [envelope.decode(m["Body"]) for m in got]
+
+
+def send(sqs, queue_url: str, message_bodies: list[str]) -> None:
+    for body in message_bodies:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+
+
+def set_redrive(sqs, queue_url: str, dlq_url: str, max_receives: int, visibility_timeout: int) -> None:
+    """A smaller receive count and a short visibility timeout, so poison reaches the DLQ in seconds."""
+    arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(
+        QueueUrl=queue_url,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receives)}),
+        },
+    )
+
+
+def depth(sqs, queue_url: str) -> tuple[int, int]:
+    """(visible, in flight) messages."""
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+@contextmanager
+def redriven_drainer(stack, names, provisioned, max_receives: int, visibility_timeout: int):
+    """A Drainer on the test's queue after its redrive policy and visibility timeout are set.
+
+    The Drainer reads the visibility timeout when it is built (to pace its visibility extender),
+    so it is built after the change.
+    """
+    settings = stack.settings(WorkerSettings, **names)
+    db = Database(stack.database_url, maxconn=2)
+    try:
+        set_redrive(
+            Drainer(settings, db).sqs,
+            provisioned["queue_url"],
+            provisioned["dlq_url"],
+            max_receives=max_receives,
+            visibility_timeout=visibility_timeout,
+        )
+        yield Drainer(settings, db)
+    finally:
+        db.close()
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outbox:
+    """The SMTP sink's directory: login mail lands here as files."""
+
+    directory: object
+    port: int
+
+    def mail_to(self, email: str, number: int = 1) -> str:
+        return mailsink.wait_for_message(self.directory, email, number, timeout=10)
+
+
+def control_app(stack, outbox, **overrides):
+    from services.control.app import create_app
+    from services.settings import ControlSettings
+
+    return create_app(stack.settings(ControlSettings, smtp_port=outbox.port, **overrides))
+
+
+def client_for(app, address: str | None = None):
+    """A test client without a cookie jar, from its own client address (rate limits count per address)."""
+    client = app.test_client(use_cookies=False)
+    client.environ_base["REMOTE_ADDR"] = address or f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.7"
+    return client
+
+
+def verify_link(mail_text: str) -> str:
+    """The path of the verification link in a login mail."""
+    [link] = [url for url in mailsink.LINK.findall(mail_text) if "/verify/" in url]
+    return urlsplit(link).path
+
+
+def log_in(client, outbox, email: str, number: int = 1) -> str:
+    """The whole login a person does: ask, open the mailed link, type the manual code.
+
+    Returns the session key, which works from then on.
+    """
+    resp = client.post("/api/1/login", json={"email": email})
+    assert resp.status_code == 200, resp.json
+    path = verify_link(outbox.mail_to(email, number))
+    assert client.get(path).status_code == 200
+    done = client.post(path, data={"manual_code": resp.json["manual_code"]})
+    assert done.status_code == 200, done.text
+    return resp.json["session_key"]
