@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Sluice needs on a fresh Debian machine: PostgreSQL and Redis servers (Debian
-# packages, only when absent) and the project with its dev tools in .venv. Safe to run again.
+# packages, only when absent) and the locked Python packages plus the project in .venv.
+# Safe to run again: it reinstalls only when the lock file or pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,11 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=.venv/.sluice-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+if [ ! -f "$stamp" ] || [ requirements-dev.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  pip=(.venv/bin/pip install -q --disable-pip-version-check)
+  # Exact versions, each checked against its hash; then the project itself, built with the
+  # locked setuptools rather than whatever an isolated build would download.
+  "${pip[@]}" --require-hashes -r requirements-dev.lock
+  "${pip[@]}" --no-deps --no-build-isolation -e .
   touch "$stamp"
 fi
