@@ -1,2 +1,2 @@
--- issue 4 (worker drain): the Moesif field the api_calls table had no column for.
+-- The Moesif field the api_calls table had no column for.
 ALTER TABLE api_calls ADD COLUMN blocked_by text;
