@@ -1,4 +1,5 @@
 """Benchmarks: each module measures one path against the floor it sits on, in the same run."""
+
 import threading
 import time
 

@@ -1,4 +1,5 @@
 """`make bench BENCH=name` (or `python -m bench name`): run one benchmark, or list them."""
+
 import importlib
 import pkgutil
 import sys

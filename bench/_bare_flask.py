@@ -1,4 +1,5 @@
 """The floor for bench/ingest.py: a Flask app that only parses the posted JSON and answers."""
+
 from flask import Flask, jsonify, request
 
 

@@ -12,6 +12,7 @@ Side by side, in one run, on private Postgres and moto servers on 127.0.0.1:
 Every run uses fresh batch ids, so each stores new rows (no ON CONFLICT shortcut). Prints events/s
 and each drain's ratio to the slower floor (the goal is >= 0.8).
 """
+
 import argparse
 import io
 import multiprocessing as mp
@@ -31,8 +32,13 @@ from services.settings import WorkerSettings
 from services.worker.event_writer import _text_field
 from shared import envelope
 
-EVENT = {"customer": "BARCHART", "product": "PORTFOLIO", "type": "PORTFOLIO-APPLICATION-LOADED",
-         "timestamp": 1568381886060, "context": ["watchlist", "quotes"]}
+EVENT = {
+    "customer": "BARCHART",
+    "product": "PORTFOLIO",
+    "type": "PORTFOLIO-APPLICATION-LOADED",
+    "timestamp": 1568381886060,
+    "context": ["watchlist", "quotes"],
+}
 
 
 def _bodies(app_id: int, messages: int, per_message: int, received_ms: int) -> list[tuple[str, str]]:
@@ -47,8 +53,12 @@ def _bodies(app_id: int, messages: int, per_message: int, received_ms: int) -> l
 
 def _preload(sqs, url: str, bodies) -> None:
     for start in range(0, len(bodies), 10):
-        answer = sqs.send_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(bodies[start:start + 10])])
+        answer = sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(bodies[start : start + 10])
+            ],
+        )
         assert not answer.get("Failed"), answer["Failed"]
 
 
@@ -64,10 +74,19 @@ def floor_copy(database_url: str, app_id: int, bodies, per_message: int, threads
     chunks: queue.Queue = queue.Queue()
     for start in range(0, len(bodies), 10):
         lines = []
-        for batch, _ in bodies[start:start + 10]:
+        for batch, _ in bodies[start : start + 10]:
             for seq in range(per_message):
-                row = (app_id, batch, seq, EVENT["customer"], EVENT["product"], EVENT["type"],
-                       EVENT["timestamp"], '["watchlist","quotes"]', received)
+                row = (
+                    app_id,
+                    batch,
+                    seq,
+                    EVENT["customer"],
+                    EVENT["product"],
+                    EVENT["type"],
+                    EVENT["timestamp"],
+                    '["watchlist","quotes"]',
+                    received,
+                )
                 lines.append("\t".join(map(_text_field, row)) + "\n")
         chunks.put("".join(lines))
     conns = [psycopg2.connect(database_url) for _ in range(threads)]
@@ -83,8 +102,12 @@ def floor_copy(database_url: str, app_id: int, bodies, per_message: int, threads
             except queue.Empty:
                 return
             with conn, conn.cursor() as cur:
-                cur.copy_expert("COPY events (app_id, batch, sequence, customer, product, type, timestamp, "
-                                "context, received_at) FROM STDIN", io.StringIO(text))
+                cur.copy_expert(
+                    "COPY events (app_id, batch, sequence, customer, product, type, timestamp, "
+                    "context, received_at) FROM STDIN",
+                    io.StringIO(text),
+                )
+
     elapsed = timed_threads(threads, copy_loop)
     for c in conns:
         c.close()
@@ -102,17 +125,25 @@ def floor_sqs(settings, url: str, total: int, threads: int) -> float:
             with lock:
                 if done["n"] >= total:
                     return
-            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", []
+            )
             if messages:
-                sqs.delete_message_batch(QueueUrl=url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+                sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+                    ],
+                )
                 with lock:
                     done["n"] += len(messages)
+
     return timed_threads(threads, loop)
 
 
 def _drain_process(settings, ready, gate, stop) -> None:
     from services.worker.drain import Drainer  # in the child, as the worker imports it
+
     db = Database(settings.database_url, maxconn=settings.drain_threads + 1)
     drainers = [Drainer(settings, db) for _ in range(settings.drain_threads)]
     db.ping()  # connect before the clock starts
@@ -149,20 +180,35 @@ def drain(settings, app_id: int, expected: int, processes: int) -> float:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="make bench BENCH=drain ARGS=...", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="make bench BENCH=drain ARGS=...",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--messages", type=int, default=200, help="messages preloaded per run")
     parser.add_argument("--events-per-message", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=WorkerSettings.variables()["SLUICE_DRAIN_THREADS"],
-                        help="drain threads per worker process (and floor concurrency)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=WorkerSettings.variables()["SLUICE_DRAIN_THREADS"],
+        help="drain threads per worker process (and floor concurrency)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per line")
     args = parser.parse_args(argv)
 
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ.update(
+        {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    )
     with devstack.private_stack("sluice-bench-", durable=True) as local:
         database_url, endpoint = local.database_url, local.aws_endpoint_url
-        settings = WorkerSettings(database_url=database_url, aws_endpoint_url=endpoint, redis_url="redis://unused",
-                                  drain_threads=args.threads, drain_wait_seconds=1, worker_metrics_port=0)
+        settings = WorkerSettings(
+            database_url=database_url,
+            aws_endpoint_url=endpoint,
+            redis_url="redis://unused",
+            drain_threads=args.threads,
+            drain_wait_seconds=1,
+            worker_metrics_port=0,
+        )
         url = aws.provision(settings, visibility_timeout=60)["queue_url"]
         sqs = aws.client(settings, "sqs")
         per, total_events = args.events_per_message, args.messages * args.events_per_message
@@ -170,7 +216,9 @@ def main(argv: list[str]) -> int:
         def fresh():
             """A new app (so counting its rows stays cheap) and its preload, with new batch ids."""
             with psycopg2.connect(database_url) as conn:
-                app_id = tenancy.create_app(conn, tenancy.create_org(conn, f"bench-{uuid.uuid4().hex[:8]}"), "bench")
+                app_id = tenancy.create_app(
+                    conn, tenancy.create_org(conn, f"bench-{uuid.uuid4().hex[:8]}"), "bench"
+                )
             return app_id, _bodies(app_id, args.messages, per, int(time.time() * 1000))
 
         def copy_run():
@@ -186,12 +234,20 @@ def main(argv: list[str]) -> int:
                 app_id, bodies = fresh()
                 _preload(sqs, url, bodies)
                 return drain(settings, app_id, total_events, n)
+
             return run
 
-        print(f"drain benchmark: {args.messages} messages x {per} events = {total_events} events per run, "
-              f"best of {args.repeat} (runs interleaved); {args.threads} threads per worker process", flush=True)
-        runs = {"floor  raw COPY": copy_run, "floor  raw boto3 receive+delete": sqs_run,
-                "drain  1 worker process": drain_run(1), "drain  2 worker processes": drain_run(2)}
+        print(
+            f"drain benchmark: {args.messages} messages x {per} events = {total_events} events per run, "
+            f"best of {args.repeat} (runs interleaved); {args.threads} threads per worker process",
+            flush=True,
+        )
+        runs = {
+            "floor  raw COPY": copy_run,
+            "floor  raw boto3 receive+delete": sqs_run,
+            "drain  1 worker process": drain_run(1),
+            "drain  2 worker processes": drain_run(2),
+        }
         seconds: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits all alike
             for name, run in runs.items():

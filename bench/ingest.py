@@ -10,6 +10,7 @@ Three rounds send the same 100-event requests:
 moto's send cost grows with queue depth, so every round runs in slices and the queue is purged
 between slices (untimed). The ratios compare rounds of this run only.
 """
+
 import argparse
 import http.client
 import json
@@ -33,20 +34,27 @@ from shared import envelope
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def make_bodies(variants: int, per_request: int) -> list[bytes]:
     """Distinct 100-event requests, shaped like real product analytics events."""
     bodies = []
     for v in range(variants):
-        events = [{"customer": f"CUSTOMER-{(v * 7 + i) % 40}",
-                   "product": ["PORTFOLIO", "WATCHLIST", "CHARTS"][i % 3],
-                   "type": f"PORTFOLIO-APPLICATION-{['LOADED', 'SAVED', 'SHARED', 'CLOSED'][i % 4]}",
-                   "timestamp": 1568381886060 + v * 1000 + i,
-                   "context": [f"user-{(v * 131 + i) % 9973}", f"session-{uuid.uuid4().hex[:12]}", "web"]}
-                  for i in range(per_request)]
+        events = [
+            {
+                "customer": f"CUSTOMER-{(v * 7 + i) % 40}",
+                "product": ["PORTFOLIO", "WATCHLIST", "CHARTS"][i % 3],
+                "type": f"PORTFOLIO-APPLICATION-{['LOADED', 'SAVED', 'SHARED', 'CLOSED'][i % 4]}",
+                "timestamp": 1568381886060 + v * 1000 + i,
+                "context": [f"user-{(v * 131 + i) % 9973}", f"session-{uuid.uuid4().hex[:12]}", "web"],
+            }
+            for i in range(per_request)
+        ]
         bodies.append(json.dumps(events).encode())
     return bodies
 
@@ -54,8 +62,9 @@ def make_bodies(variants: int, per_request: int) -> list[bytes]:
 def gunicorn(app: str, env: dict, log: Path) -> tuple[subprocess.Popen, int]:
     port = devstack.free_port()
     cmd = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-b", f"127.0.0.1:{port}", app]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
     def healthy():
         try:
@@ -64,12 +73,14 @@ def gunicorn(app: str, env: dict, log: Path) -> tuple[subprocess.Popen, int]:
             return conn.getresponse().status == 200
         except OSError:
             return False
+
     devstack.wait_until(healthy, 60, app, proc)
     return proc, port
 
 
-def run_http(port: int, bodies: list[bytes], count: int, concurrency: int,
-             headers: dict) -> tuple[float, list[float]]:
+def run_http(
+    port: int, bodies: list[bytes], count: int, concurrency: int, headers: dict
+) -> tuple[float, list[float]]:
     """POST `count` requests with `concurrency` keep-alive connections; (seconds, latencies)."""
     latencies, errors, lock, next_index = [], [], threading.Lock(), iter(range(count))
 
@@ -114,8 +125,9 @@ def run_boto3(sqs, url: str, messages: list[str], concurrency: int) -> tuple[flo
             if group is None:
                 return
             t0 = time.perf_counter()
-            answer = sqs.send_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "MessageBody": body} for i, body in enumerate(group)])
+            answer = sqs.send_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(group)]
+            )
             latencies.append(time.perf_counter() - t0)
             assert not answer.get("Failed"), answer["Failed"]
 
@@ -159,22 +171,37 @@ def main(argv: list[str]) -> int:
             app_id = tenancy.create_app(conn, tenancy.create_org(conn, "bench"), "bench")
             _, key = tenancy.create_key(conn, app_id)
         db.close()
-        settings = IngestSettings(database_url=db_url, aws_endpoint_url=moto_url, events_queue="bench-events",
-                                  events_dlq="bench-events-dlq", exports_bucket="bench-exports")
+        settings = IngestSettings(
+            database_url=db_url,
+            aws_endpoint_url=moto_url,
+            events_queue="bench-events",
+            events_dlq="bench-events-dlq",
+            exports_bucket="bench-exports",
+        )
         queue_url = aws.provision(settings)["queue_url"]
         sqs = aws.client(settings, "sqs")
-        env = {**os.environ, "SLUICE_DATABASE_URL": db_url, "SLUICE_AWS_ENDPOINT_URL": moto_url,
-               "SLUICE_EVENTS_QUEUE": "bench-events", "PROMETHEUS_MULTIPROC_DIR": str(root / "prom"),
-               "SLUICE_WEB_WORKERS": str(args.workers), "SLUICE_WEB_THREADS": str(args.threads)}
+        env = {
+            **os.environ,
+            "SLUICE_DATABASE_URL": db_url,
+            "SLUICE_AWS_ENDPOINT_URL": moto_url,
+            "SLUICE_EVENTS_QUEUE": "bench-events",
+            "PROMETHEUS_MULTIPROC_DIR": str(root / "prom"),
+            "SLUICE_WEB_WORKERS": str(args.workers),
+            "SLUICE_WEB_THREADS": str(args.threads),
+        }
         (root / "prom").mkdir()
 
         bodies = make_bodies(50, args.events_per_request)
-        headers = {"Content-Type": "application/json",
-                   "Authorization": "Basic " + b64encode(f"{app_id}:{key}".encode()).decode()}
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": "Basic " + b64encode(f"{app_id}:{key}".encode()).decode(),
+        }
         slices = [min(args.slice, args.requests - s) for s in range(0, args.requests, args.slice)]
         events = args.requests * args.events_per_request
-        print(f"{args.requests} requests x {args.events_per_request} events, {args.concurrency} connections, "
-              f"gunicorn {args.workers} workers x {args.threads} threads (gthread), {os.cpu_count()} cores")
+        print(
+            f"{args.requests} requests x {args.events_per_request} events, {args.concurrency} connections, "
+            f"gunicorn {args.workers} workers x {args.threads} threads (gthread), {os.cpu_count()} cores"
+        )
 
         def http_round(app: str, name: str):
             proc, port = gunicorn(app, env, root / f"{name}.log")
@@ -199,28 +226,39 @@ def main(argv: list[str]) -> int:
         messages = []
         for i in range(args.requests):
             evs = json.loads(bodies[i % len(bodies)])
-            messages += envelope.pack("barchart", app_id, str(uuid.uuid4()), evs, int(time.time() * 1000),
-                                      settings.message_max_bytes)
+            messages += envelope.pack(
+                "barchart",
+                app_id,
+                str(uuid.uuid4()),
+                evs,
+                int(time.time() * 1000),
+                settings.message_max_bytes,
+            )
         raw_total, raw_lat, raw_calls = 0.0, [], 0
         per_slice = math.ceil(len(messages) / len(slices))
         for s in range(0, len(messages), per_slice):
-            seconds, latencies, calls = run_boto3(sqs, queue_url, messages[s:s + per_slice],
-                                                  args.boto3_threads)
+            seconds, latencies, calls = run_boto3(
+                sqs, queue_url, messages[s : s + per_slice], args.boto3_threads
+            )
             raw_total, raw_lat, raw_calls = raw_total + seconds, raw_lat + latencies, raw_calls + calls
             empty_queue(sqs, settings)
 
-        rate = {name: events / seconds for name, seconds in
-                (("bare", bare[0]), ("ingest", ingest[0]), ("boto3", raw_total))}
+        rate = {
+            name: events / seconds
+            for name, seconds in (("bare", bare[0]), ("ingest", ingest[0]), ("boto3", raw_total))
+        }
         print(f"{'round':8} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
         for name, lat in (("bare", bare[1]), ("ingest", ingest[1]), ("boto3", raw_lat)):
             unit = " (per SendMessageBatch call)" if name == "boto3" else " (per request)"
-            print(f"{name:8} {rate[name]:10.0f} {pct(lat, .5):8.1f} {pct(lat, .99):8.1f}{unit}")
+            print(f"{name:8} {rate[name]:10.0f} {pct(lat, 0.5):8.1f} {pct(lat, 0.99):8.1f}{unit}")
         floor = min(rate["bare"], rate["boto3"])
         print(f"ingest / bare flask      = {rate['ingest'] / rate['bare']:.2f}")
         print(f"ingest / raw boto3       = {rate['ingest'] / rate['boto3']:.2f}")
         print(f"ingest / lower floor     = {rate['ingest'] / floor:.2f}   (goal >= 0.50)")
         made, minimum = ingest[2] * 1e6 / events, raw_calls * 1e6 / events
-        print(f"SQS requests per 1M events: ingest {made:.0f}, minimum for the bytes {minimum:.0f} "
-              f"({len(messages)} messages, {sum(len(m) for m in messages) / len(messages):.0f} B average)")
+        print(
+            f"SQS requests per 1M events: ingest {made:.0f}, minimum for the bytes {minimum:.0f} "
+            f"({len(messages)} messages, {sum(len(m) for m in messages) / len(messages):.0f} B average)"
+        )
         print(f"ingest SQS requests / minimum = {made / minimum:.2f}   (goal <= 1.20)")
         return 0

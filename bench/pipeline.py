@@ -11,6 +11,7 @@ shipped defaults, then:
   2. backfill: N stored events delivered from scratch by a new pipeline (batches of 500 over http).
      Floor: the same events read with one query and POSTed in the same batches by a bare loop.
 """
+
 import argparse
 import json
 import multiprocessing
@@ -66,27 +67,44 @@ class Receiver:
 
 def _run_runner(database_url: str, stop):
     from services.worker.runner import Runner
+
     settings = WorkerSettings(database_url=database_url, redis_url="unused")
     Runner(settings, name="bench").run(stop)
 
 
 def envelope(app_id, n):
-    return {"kind": "barchart", "app_id": app_id, "batch": str(uuid.uuid4()), "first_sequence": 0,
-            "received_ms": int(time.time() * 1000),
-            "events": [{"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000000 + i,
-                        "context": ["bench"]} for i in range(n)]}
+    return {
+        "kind": "barchart",
+        "app_id": app_id,
+        "batch": str(uuid.uuid4()),
+        "first_sequence": 0,
+        "received_ms": int(time.time() * 1000),
+        "events": [
+            {
+                "customer": "ACME",
+                "product": "WEB",
+                "type": "LOGIN",
+                "timestamp": 1700000000000 + i,
+                "context": ["bench"],
+            }
+            for i in range(n)
+        ],
+    }
 
 
 def pct(values, p):
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def new_pipeline(db, app_id, url) -> str:
     with db.connection() as conn:
-        connector = pipeline_rows.create_connector(conn, app_id, "http", {"url": url, "headers": {},
-                                                                          "batching": {"maxItems": None,
-                                                                                       "flushInterval": 0}})
+        connector = pipeline_rows.create_connector(
+            conn,
+            app_id,
+            "http",
+            {"url": url, "headers": {}, "batching": {"maxItems": None, "flushInterval": 0}},
+        )
         return str(pipeline_rows.create_pipeline(conn, app_id, "events", str(connector["id"]))["id"])
 
 
@@ -164,14 +182,20 @@ def backfill(db, url, app_id, receiver, n: int) -> tuple[float, float]:
     pool = urllib3.PoolManager()
     t0 = time.perf_counter()
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute("""SELECT json_build_object('id', id, 'batch', batch, 'sequence', sequence, 'customer', customer,
+        cur.execute(
+            """SELECT json_build_object('id', id, 'batch', batch, 'sequence', sequence, 'customer', customer,
                            'product', product, 'type', type, 'timestamp', timestamp, 'context', context,
                            'receivedAt', received_at)::text FROM events WHERE app_id = %s ORDER BY xid, id""",
-                    (app_id,))
+            (app_id,),
+        )
         docs = [r[0] for r in cur.fetchall()]
     for i in range(0, len(docs), 500):
-        pool.request("POST", receiver.url, body=("[" + ",".join(docs[i:i + 500]) + "]").encode(),
-                     headers={"Content-Type": "application/json"})
+        pool.request(
+            "POST",
+            receiver.url,
+            body=("[" + ",".join(docs[i : i + 500]) + "]").encode(),
+            headers={"Content-Type": "application/json"},
+        )
     floor = time.perf_counter() - t0
     before = receiver.count
     t0 = time.perf_counter()
@@ -198,32 +222,49 @@ def main(argv) -> int:
             db = Database(url, maxconn=8)
             with db.connection() as conn:
                 org = tenancy.create_org(conn, "bench")
-                latency_app, backfill_app = tenancy.create_app(conn, org, "latency"), tenancy.create_app(conn, org, "fill")
+                latency_app, backfill_app = (
+                    tenancy.create_app(conn, org, "latency"),
+                    tenancy.create_app(conn, org, "fill"),
+                )
             receiver = Receiver()
             runner = ctx.Process(target=_run_runner, args=(url, stop), daemon=True)
             runner.start()
-            print(f"defaults: poll {WorkerSettings.variables()['SLUICE_PIPELINE_POLL_SECONDS']} s, "
-                  f"batch {WorkerSettings.variables()['SLUICE_PIPELINE_BATCH_SIZE']}; Postgres durable, 127.0.0.1")
+            print(
+                f"defaults: poll {WorkerSettings.variables()['SLUICE_PIPELINE_POLL_SECONDS']} s, "
+                f"batch {WorkerSettings.variables()['SLUICE_PIPELINE_BATCH_SIZE']}; "
+                "Postgres durable, 127.0.0.1"
+            )
 
-            body = ("[" + ",".join(json.dumps({**envelope(0, 1)["events"][0], "batch": "x"}) for _ in range(10))
-                    + "]").encode()
+            body = (
+                "["
+                + ",".join(json.dumps({**envelope(0, 1)["events"][0], "batch": "x"}) for _ in range(10))
+                + "]"
+            ).encode()
             notify, post = floor_notify(url), floor_post(receiver.url, body)
             floor50 = statistics.median(notify) + statistics.median(post)
             floor99 = pct(notify, 99) + pct(post, 99)
             lat = latency(db, latency_app, receiver, args.seconds, args.rate)
             p50, p99, worst = pct(lat, 50), pct(lat, 99), max(lat)
             achieved = len(lat) * 10 / args.seconds
-            print(f"latency, {len(lat)} transactions of 10 events for {args.seconds:.0f} s "
-                  f"({achieved:.0f} events/s stored; asked for {args.rate}):")
-            print(f"  commit -> destination  p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  max {worst * 1000:7.1f} ms"
-                  f"   (target p99 < 2000 ms: {'met' if p99 < 2 else 'MISSED'})")
+            print(
+                f"latency, {len(lat)} transactions of 10 events for {args.seconds:.0f} s "
+                f"({achieved:.0f} events/s stored; asked for {args.rate}):"
+            )
+            print(
+                f"  commit -> destination  p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  "
+                f"max {worst * 1000:7.1f} ms"
+                f"   (target p99 < 2000 ms: {'met' if p99 < 2 else 'MISSED'})"
+            )
             print(f"  floor (NOTIFY + bare POST) p50 {floor50 * 1000:7.2f} ms  p99 {floor99 * 1000:7.2f} ms")
             print(f"  ratio p50 {p50 / floor50:6.1f}x   p99 {p99 / floor99:6.1f}x")
 
             took, floor = backfill(db, url, backfill_app, receiver, args.backfill)
             print(f"backfill, {args.backfill} events in batches of 500:")
             print(f"  pipeline {took:6.2f} s = {args.backfill / took:8.0f} events/s")
-            print(f"  floor    {floor:6.2f} s = {args.backfill / floor:8.0f} events/s (one query, bare POST loop)")
+            print(
+                f"  floor    {floor:6.2f} s = {args.backfill / floor:8.0f} events/s "
+                "(one query, bare POST loop)"
+            )
             print(f"  ratio {took / floor:5.2f}x the floor's time")
             db.close()
         finally:  # the runner goes before its Postgres does

@@ -7,6 +7,7 @@ Side by side in one run, on a private Postgres and moto server on 127.0.0.1:
 Each measurement runs in a child process, so its peak RSS is its own; a 4x smaller report shows
 whether memory grows with the row count. Ratios are rows/s against raw COPY of the same rows.
 """
+
 import argparse
 import json
 import os
@@ -16,10 +17,9 @@ import time
 import uuid
 
 from devtools import devstack
-from services import aws, tenancy
+from services import aws, render_jobs, tenancy
 from services.database import Database
 from services.settings import WorkerSettings
-from services import render_jobs
 from services.worker import render
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -55,8 +55,13 @@ def _child(mode: str, job_id: str) -> dict:
     else:  # moto: upload `job_id` bytes (a number here) as parts of the renderer's size
         size, rows = int(job_id), 0
         part = b"x" * settings.render_part_bytes
-        f = render.S3File(s3, settings.exports_bucket, f"bench/{uuid.uuid4()}", settings.render_part_bytes,
-                          "application/octet-stream")
+        f = render.S3File(
+            s3,
+            settings.exports_bucket,
+            f"bench/{uuid.uuid4()}",
+            settings.render_part_bytes,
+            "application/octet-stream",
+        )
         for _ in range(size // len(part)):
             f.write(part)
         f.write(b"x" * (size % len(part)))
@@ -72,8 +77,9 @@ def _load(db, job_id) -> render_jobs.Job:
 
 
 def _measure(env, mode: str, arg: str) -> dict:
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "render", "--child", mode, arg],
-                            env=env, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "render", "--child", mode, arg], env=env, stdout=subprocess.PIPE
+    )
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -89,11 +95,14 @@ def _seed(database_url: str, rows: int) -> int:
     with db.connection() as conn:
         app_id = tenancy.create_app(conn, tenancy.create_org(conn, f"bench-{uuid.uuid4().hex[:6]}"), "bench")
         with conn.cursor() as cur:
-            cur.execute("""INSERT INTO events (app_id, batch, sequence, customer, product, type, timestamp,
+            cur.execute(
+                """INSERT INTO events (app_id, batch, sequence, customer, product, type, timestamp,
                                                context, received_at)
                            SELECT %s, %s, g, 'ACME', 'PORTFOLIO', 'PORTFOLIO-APPLICATION-LOADED', %s + g,
                                   jsonb_build_array('session-' || (g %% 1000), 'eu-west'), now()
-                           FROM generate_series(0, %s - 1) g""", (app_id, str(uuid.uuid4()), T0, rows))
+                           FROM generate_series(0, %s - 1) g""",
+                (app_id, str(uuid.uuid4()), T0, rows),
+            )
             cur.execute("ANALYZE events")
     db.close()
     return app_id
@@ -120,11 +129,20 @@ def main(argv) -> int:
     os.environ.update(AWS_ENV)
     with devstack.private_stack("sluice-bench-") as local:
         db_url, moto_url = local.database_url, local.aws_endpoint_url
-        settings = WorkerSettings(database_url=db_url, aws_endpoint_url=moto_url, redis_url="redis://unused",
-                                  exports_bucket="bench-exports")
+        settings = WorkerSettings(
+            database_url=db_url,
+            aws_endpoint_url=moto_url,
+            redis_url="redis://unused",
+            exports_bucket="bench-exports",
+        )
         aws.provision(settings)
-        env = {**os.environ, "SLUICE_DATABASE_URL": db_url, "SLUICE_AWS_ENDPOINT_URL": moto_url,
-               "SLUICE_REDIS_URL": "redis://unused", "SLUICE_EXPORTS_BUCKET": "bench-exports"}
+        env = {
+            **os.environ,
+            "SLUICE_DATABASE_URL": db_url,
+            "SLUICE_AWS_ENDPOINT_URL": moto_url,
+            "SLUICE_REDIS_URL": "redis://unused",
+            "SLUICE_EXPORTS_BUCKET": "bench-exports",
+        }
 
         print(f"seeding {args.rows:,} events ...", flush=True)
         app_id = _seed(db_url, args.rows)
@@ -132,13 +150,20 @@ def main(argv) -> int:
         def best(label, mode, make_arg):
             """Best of --repeat runs (the machine is shared); peak RSS is the largest seen."""
             runs = [_measure(env, mode, make_arg()) for _ in range(args.repeat)]
-            r = {**min(runs, key=lambda x: x["seconds"]), "peak_rss_mib": max(x["peak_rss_mib"] for x in runs)}
-            print(f"  {label:30} {r['rows']:>9,} rows {r['seconds']:7.2f} s (best of {args.repeat})", flush=True)
+            r = {
+                **min(runs, key=lambda x: x["seconds"]),
+                "peak_rss_mib": max(x["peak_rss_mib"] for x in runs),
+            }
+            print(
+                f"  {label:30} {r['rows']:>9,} rows {r['seconds']:7.2f} s (best of {args.repeat})", flush=True
+            )
             return label, r
 
         quarter = {"end": T0 + args.rows // 4}
-        raw_report, raw_export, raw_quarter = (_job(db_url, app_id, kind, f) for kind, f in
-                                             (("report", None), ("export", None), ("report", quarter)))
+        raw_report, raw_export, raw_quarter = (
+            _job(db_url, app_id, kind, f)
+            for kind, f in (("report", None), ("export", None), ("report", quarter))
+        )
         rows = [  # (label, measurement, the raw COPY it is compared with)
             best("raw COPY, report rows", "raw", lambda: raw_report),
             best("report (CSV) to S3", "render", lambda: _job(db_url, app_id, "report")),
@@ -153,19 +178,29 @@ def main(argv) -> int:
             best("raw COPY, 1/4 of report rows", "raw", lambda: raw_quarter),
             best("report, 1/4 of the rows", "render", lambda: _job(db_url, app_id, "report", quarter)),
         ]
-        floors = {"report (CSV) to S3": rows[0][1], "export (JSON Lines) to S3": rows[3][1],
-                  "report, 1/4 of the rows": rows[5][1]}
+        floors = {
+            "report (CSV) to S3": rows[0][1],
+            "export (JSON Lines) to S3": rows[3][1],
+            "report, 1/4 of the rows": rows[5][1],
+        }
 
-        print(f"\n{'what':32} {'rows':>10} {'MB':>7} {'seconds':>8} {'rows/s':>10} {'vs raw COPY':>12} "
-              f"{'peak RSS MiB':>13}")
+        print(
+            f"\n{'what':32} {'rows':>10} {'MB':>7} {'seconds':>8} {'rows/s':>10} {'vs raw COPY':>12} "
+            f"{'peak RSS MiB':>13}"
+        )
         for label, r in rows:
             rate = r["rows"] / r["seconds"] if r["rows"] else 0
             floor = floors.get(label)
             ratio = f"{rate / (floor['rows'] / floor['seconds']):.2f}x" if floor else "-"
-            print(f"{label:32} {r['rows']:>10,} {r['bytes'] / 1e6:>7.1f} {r['seconds']:>8.2f} "
-                  f"{rate:>10,.0f} {ratio:>12} {r['peak_rss_mib']:>13.1f}")
+            print(
+                f"{label:32} {r['rows']:>10,} {r['bytes'] / 1e6:>7.1f} {r['seconds']:>8.2f} "
+                f"{rate:>10,.0f} {ratio:>12} {r['peak_rss_mib']:>13.1f}"
+            )
         full, small = rows[2][1], rows[6][1]
-        print(f"\npeak RSS of the renderer: {full['peak_rss_mib']:.1f} MiB for {full['rows']:,} rows, "
-              f"{small['peak_rss_mib']:.1f} MiB for {small['rows']:,} rows (x{full['peak_rss_mib'] / small['peak_rss_mib']:.2f} "
-              f"for x{full['rows'] / max(small['rows'], 1):.0f} rows); goal: at least 0.5x raw COPY")
+        print(
+            f"\npeak RSS of the renderer: {full['peak_rss_mib']:.1f} MiB for {full['rows']:,} rows, "
+            f"{small['peak_rss_mib']:.1f} MiB for {small['rows']:,} rows "
+            f"(x{full['peak_rss_mib'] / small['peak_rss_mib']:.2f} "
+            f"for x{full['rows'] / max(small['rows'], 1):.0f} rows); goal: at least 0.5x raw COPY"
+        )
         return 0

@@ -3,6 +3,7 @@
 gthread workers: a sync worker would block on every SQS call. Prometheus samples from all worker
 processes are added up through a multiprocess directory.
 """
+
 import os
 import tempfile
 
@@ -19,4 +20,5 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 def child_exit(server, worker):
     from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)

@@ -2,6 +2,7 @@
 
 `make run` and the test suite both start their dependencies through here, as real processes.
 """
+
 import glob
 import os
 import shutil
@@ -30,8 +31,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None,
-               interval: float = 0.1):
+def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None, interval: float = 0.1):
     """Poll `check` until it returns truthy (and return that), the deadline passes, or `proc` exits."""
     deadline = time.monotonic() + timeout
     value = None
@@ -51,8 +51,7 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
 
 
 def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                   key=lambda p: int(p.split("/")[4]))
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
     if found:
         return found[-1]
     path = shutil.which(name)
@@ -77,17 +76,39 @@ def start_postgres(data_dir: Path, port: int, durable: bool = True) -> tuple[sub
         if os.geteuid() == 0:
             shutil.chown(data_dir, "postgres", "postgres")
             data_dir.chmod(0o700)
-        subprocess.run(_as_postgres_user([_pg_bin("initdb"), "-D", str(data_dir), "-U", "sluice",
-                                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
-                       check=True, stdout=subprocess.DEVNULL)
-    options = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data_dir}",
-               "-c", "max_connections=200"]
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(data_dir),
+                    "-U",
+                    "sluice",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    options = [
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        f"unix_socket_directories={data_dir}",
+        "-c",
+        "max_connections=200",
+    ]
     if not durable:  # tests: a crash loses nothing we care about
         options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-    proc = subprocess.Popen(_as_postgres_user([_pg_bin("postgres"), "-D", str(data_dir), "-p", str(port),
-                                               *options]),
-                            stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "postgres.log", "ab"),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _as_postgres_user([_pg_bin("postgres"), "-D", str(data_dir), "-p", str(port), *options]),
+        stdout=subprocess.DEVNULL,
+        stderr=open(data_dir.parent / "postgres.log", "ab"),
+        start_new_session=True,
+    )
     proc.stop_signal = signal.SIGINT  # "fast" shutdown; SIGTERM would wait for clients to leave
     admin = f"postgresql://sluice@127.0.0.1:{port}/postgres"
     wait_until(lambda: can_connect(admin), 30, "postgres", proc)
@@ -105,17 +126,35 @@ def start_redis(state_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
     server = shutil.which("redis-server")
     if server is None:
         raise RuntimeError("redis-server not found: install Redis (scripts/bootstrap.sh does)")
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(state_dir)],
-                            stdout=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(state_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     wait_until(lambda: port_open(port), 15, "redis", proc)
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def start_moto(port: int, log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=out, stderr=out, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
+    )
     wait_until(lambda: port_open(port), 30, "moto server", proc)
     return proc, f"http://127.0.0.1:{port}"
 

@@ -1,6 +1,7 @@
 """A local SMTP server that keeps every message as a file: `make run` and the tests read login
 mail from it instead of needing a real mail server.
 """
+
 import email
 import email.policy
 import re
@@ -48,7 +49,9 @@ def start(directory: Path, port: int, host: str = "127.0.0.1", announce=print) -
 
 def wait_for_message(directory: Path, to: str, number: int = 1, timeout: float = 30) -> str:
     """The text of the `number`-th message to `to`, polling until it arrives (tests, scripts)."""
+
     def arrived():
         found = sorted(Path(directory).glob(f"*-*{to.lower()}*.eml"))
         return found[number - 1] if len(found) >= number else None
+
     return message_text(devstack.wait_until(arrived, timeout, f"mail #{number} to {to}"))

@@ -1,4 +1,5 @@
 """`make run`: the whole trio on one machine, in the foreground until Ctrl-C."""
+
 import os
 import signal
 import subprocess
@@ -11,8 +12,8 @@ import redis
 from devtools import devstack
 from services import aws, tenancy
 from services.database import Database
-from services.settings import WorkerSettings
 from services.migrations import upgrade
+from services.settings import WorkerSettings
 
 STATE = Path(os.environ.get("SLUICE_STATE_DIR", ".state"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,11 +28,14 @@ def _postgres(procs) -> str:
         return url
     if devstack.port_open(5432) and os.geteuid() == 0:
         # A system Postgres without our role: create it through the local superuser, best effort.
-        sql = ("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='sluice') THEN "
-               "CREATE ROLE sluice LOGIN PASSWORD 'sluice' CREATEDB; END IF; END$$;")
+        sql = (
+            "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='sluice') THEN "
+            "CREATE ROLE sluice LOGIN PASSWORD 'sluice' CREATEDB; END IF; END$$;"
+        )
         subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], capture_output=True)
-        subprocess.run(["runuser", "-u", "postgres", "--", "createdb", "-O", "sluice", "sluice"],
-                       capture_output=True)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", "createdb", "-O", "sluice", "sluice"], capture_output=True
+        )
         if devstack.can_connect(url):
             return url
     port = 5432 if not devstack.port_open(5432) else devstack.free_port()
@@ -72,6 +76,7 @@ def _mail_sink(sinks) -> dict:
     if os.environ.get("SLUICE_SMTP_HOST"):
         return {}
     from devtools import mailsink
+
     port = int(os.environ.get("SLUICE_MAIL_SINK_PORT", "1025"))
     if devstack.port_open(port):
         port = devstack.free_port()
@@ -100,8 +105,14 @@ def _services(env) -> list[tuple[str, list[str]]]:
     gunicorn = [str(venv_bin / "gunicorn"), "-c", str(ROOT / "deploy/gunicorn.conf.py")]
     celery = [str(venv_bin / "celery"), "-A", "services.worker.main"]
     return [
-        ("ingest", [*gunicorn, "-b", f"{env['host']}:{env['ingest_port']}", "services.ingest.app:create_app()"]),
-        ("control", [*gunicorn, "-b", f"{env['host']}:{env['control_port']}", "services.control.app:create_app()"]),
+        (
+            "ingest",
+            [*gunicorn, "-b", f"{env['host']}:{env['ingest_port']}", "services.ingest.app:create_app()"],
+        ),
+        (
+            "control",
+            [*gunicorn, "-b", f"{env['host']}:{env['control_port']}", "services.control.app:create_app()"],
+        ),
         ("worker", [*celery, "worker", "-l", "INFO", "-c", os.environ.get("SLUICE_WORKER_CONCURRENCY", "2")]),
         ("beat", [*celery, "beat", "-l", "INFO", "-s", str(STATE / "celerybeat-schedule")]),
     ]
@@ -132,26 +143,32 @@ def run() -> None:
         upgrade(settings.database_url)
         aws.provision(settings)
         app_id, key = _seed(settings)
-        env = {"host": os.environ.get("SLUICE_HOST", "127.0.0.1"),
-               "ingest_port": os.environ.get("SLUICE_INGEST_PORT", "8000"),
-               "control_port": os.environ.get("SLUICE_CONTROL_PORT", "8001")}
-        for name, cmd in _services(env):
+        env = {
+            "host": os.environ.get("SLUICE_HOST", "127.0.0.1"),
+            "ingest_port": os.environ.get("SLUICE_INGEST_PORT", "8000"),
+            "control_port": os.environ.get("SLUICE_CONTROL_PORT", "8001"),
+        }
+        for _name, cmd in _services(env):
             procs.append(subprocess.Popen(cmd, start_new_session=True))
-        for name, port in (("ingest", env["ingest_port"]), ("control", env["control_port"])):
-            devstack.wait_until(lambda: devstack.port_open(int(port), env["host"]), 60, name)
-        print(f"""
+        for name, port in (("ingest", int(env["ingest_port"])), ("control", int(env["control_port"]))):
+            devstack.wait_until(lambda port=port: devstack.port_open(port, env["host"]), 60, name)
+        now_ms = int(time.time() * 1000)
+        print(
+            f"""
 Sluice is running (Ctrl-C stops it)
-  ingest API   http://{env['host']}:{env['ingest_port']}   (POST /events, /moesifapi/events, /v1/events)
-  control API  http://{env['host']}:{env['control_port']}
+  ingest API   http://{env["host"]}:{env["ingest_port"]}   (POST /events, /moesifapi/events, /v1/events)
+  control API  http://{env["host"]}:{env["control_port"]}
   demo app id  {app_id}
   demo API key {key}
-  demo user    {DEMO_USER}   (login mail is kept in {STATE / 'outbox'}; its link is printed here)
+  demo user    {DEMO_USER}   (login mail is kept in {STATE / "outbox"}; its link is printed here)
   log in:  curl -d '{{"email":"{DEMO_USER}"}}' -H 'Content-Type: application/json' \\
-         http://{env['host']}:{env['control_port']}/api/1/login
+         http://{env["host"]}:{env["control_port"]}/api/1/login
   try: curl -u {app_id}:{key} -H 'Content-Type: application/json' \\
-         -d '[{{"customer":"ACME","product":"WEB","type":"LOGIN","timestamp":{int(time.time() * 1000)},"context":[]}}]' \\
-         http://{env['host']}:{env['ingest_port']}/events
-""", flush=True)
+         -d '[{{"customer":"ACME","product":"WEB","type":"LOGIN","timestamp":{now_ms},"context":[]}}]' \\
+         http://{env["host"]}:{env["ingest_port"]}/events
+""",
+            flush=True,
+        )
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         print("a service exited; stopping the rest", file=sys.stderr)

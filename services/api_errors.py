@@ -60,8 +60,9 @@ def unavailable(what: str, retry_after: int) -> ApiError:
     return ApiError(503, "UNAVAILABLE", what, {"Retry-After": str(retry_after)})
 
 
-def use_shape(bp: Blueprint, shape: Shape, codes: dict[int, str] | None = None,
-              outage_shape: Shape | None = None) -> None:
+def use_shape(
+    bp: Blueprint, shape: Shape, codes: dict[int, str] | None = None, outage_shape: Shape | None = None
+) -> None:
     """Render this blueprint's errors with `shape(code, message)`.
 
     `codes` replaces the code by HTTP status, for documents whose error codes are a closed set.

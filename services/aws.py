@@ -1,4 +1,5 @@
 """boto3 clients and the queue/bucket layout, pointed at real AWS or at moto by settings alone."""
+
 import json
 
 import boto3
@@ -12,9 +13,12 @@ DLQ_MAX_RECEIVES = 5
 
 def client(settings, service: str, **config):
     """A boto3 client; keyword arguments override botocore Config options (timeouts, retries)."""
-    return boto3.client(service, region_name=settings.aws_region,
-                        endpoint_url=settings.aws_endpoint_url,
-                        config=_CONFIG.merge(Config(**config)) if config else _CONFIG)
+    return boto3.client(
+        service,
+        region_name=settings.aws_region,
+        endpoint_url=settings.aws_endpoint_url,
+        config=_CONFIG.merge(Config(**config)) if config else _CONFIG,
+    )
 
 
 def queue_url(sqs, name: str) -> str:
@@ -27,22 +31,30 @@ def provision(settings, visibility_timeout: int = 60) -> dict:
     Idempotent; `make run` and the tests call it, and on real AWS it documents the layout.
     """
     sqs = client(settings, "sqs")
-    dlq_url = sqs.create_queue(QueueName=settings.events_dlq,
-                               Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_url = sqs.create_queue(
+        QueueName=settings.events_dlq, Attributes={"MessageRetentionPeriod": "1209600"}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(DLQ_MAX_RECEIVES)})
-    url = sqs.create_queue(QueueName=settings.events_queue, Attributes={
-        "VisibilityTimeout": str(visibility_timeout),
-        "MessageRetentionPeriod": "1209600",
-        "RedrivePolicy": redrive,
-    })["QueueUrl"]
+    url = sqs.create_queue(
+        QueueName=settings.events_queue,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "MessageRetentionPeriod": "1209600",
+            "RedrivePolicy": redrive,
+        },
+    )["QueueUrl"]
     s3 = client(settings, "s3")
     try:
         if settings.aws_region == "us-east-1":
             s3.create_bucket(Bucket=settings.exports_bucket)
         else:
-            s3.create_bucket(Bucket=settings.exports_bucket,
-                             CreateBucketConfiguration={"LocationConstraint": settings.aws_region})
+            s3.create_bucket(
+                Bucket=settings.exports_bucket,
+                CreateBucketConfiguration={"LocationConstraint": settings.aws_region},
+            )
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
     return {"queue_url": url, "dlq_url": dlq_url, "bucket": settings.exports_bucket}

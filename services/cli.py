@@ -1,4 +1,5 @@
 """`sluice`: the operators' command line (database, tenants, local stack)."""
+
 import argparse
 import json
 import os
@@ -50,6 +51,7 @@ def _org_id(conn, name: str) -> int:
 
 def cmd_db_upgrade(args):
     from services.migrations import upgrade
+
     applied = upgrade(CommonSettings.from_env().database_url)
     emit(args, {"applied": applied}, "\n".join(applied) or "database is up to date")
 
@@ -64,8 +66,11 @@ def cmd_create_app(args):
     with _connect() as conn:
         app_id = tenancy.create_app(conn, _org_id(conn, args.org), args.name)
         key_id, key = tenancy.create_key(conn, app_id)
-    emit(args, {"app_id": app_id, "key_id": key_id, "api_key": key},
-         f"app_id  {app_id}\napi_key {key}   (shown once: keep it)")
+    emit(
+        args,
+        {"app_id": app_id, "key_id": key_id, "api_key": key},
+        f"app_id  {app_id}\napi_key {key}   (shown once: keep it)",
+    )
 
 
 def cmd_create_key(args):
@@ -75,8 +80,9 @@ def cmd_create_key(args):
             if cur.fetchone() is None:
                 raise SystemExit(f"sluice: no app with id {args.app}")
         key_id, key = tenancy.create_key(conn, args.app)
-    emit(args, {"app_id": args.app, "key_id": key_id, "api_key": key},
-         f"api_key {key}   (shown once: keep it)")
+    emit(
+        args, {"app_id": args.app, "key_id": key_id, "api_key": key}, f"api_key {key}   (shown once: keep it)"
+    )
 
 
 def cmd_create_user(args):
@@ -87,6 +93,7 @@ def cmd_create_user(args):
 
 def cmd_aws_provision(args):
     from services import aws
+
     emit(args, aws.provision(CommonSettings.from_env()), "queues and bucket are ready")
 
 
@@ -100,6 +107,7 @@ def cmd_dev_run(args):
 
 def _queues():
     from services import aws
+
     settings = CommonSettings.from_env()
     sqs = aws.client(settings, "sqs")
     return sqs, aws.queue_url(sqs, settings.events_dlq), aws.queue_url(sqs, settings.events_queue)
@@ -108,18 +116,29 @@ def _queues():
 def cmd_dlq_list(args):
     sqs, dlq_url, _ = _queues()
     messages = dlq.list_messages(sqs, dlq_url, limit=args.limit)
-    lines = [f"{m['message_id']}  sent {m['sent_at']}  received {m['receive_count']}x  "
-             + (f"app {m['app_id']} {m['kind']} batch {m['batch']} events {m['events']}" if "kind" in m else "")
-             + (f"  problem: {m['problem']}" if "problem" in m else "") for m in messages]
+    lines = [
+        f"{m['message_id']}  sent {m['sent_at']}  received {m['receive_count']}x  "
+        + (f"app {m['app_id']} {m['kind']} batch {m['batch']} events {m['events']}" if "kind" in m else "")
+        + (f"  problem: {m['problem']}" if "problem" in m else "")
+        for m in messages
+    ]
     emit(args, {"messages": messages}, "\n".join(lines) or "the dead-letter queue is empty")
 
 
 def cmd_dlq_replay(args):
     sqs, dlq_url, queue_url = _queues()
     result = dlq.replay(sqs, dlq_url, queue_url, ids=set(args.id) if args.id else None, limit=args.limit)
-    emit(args, result, f"moved {len(result['replayed'])} messages back to the events queue"
-         + (f" ({result['not_deleted']} also still in the DLQ: harmless duplicates)" if result["not_deleted"] else "")
-         + (f"\nnot in the DLQ: {' '.join(result['not_found'])}" if result["not_found"] else ""))
+    emit(
+        args,
+        result,
+        f"moved {len(result['replayed'])} messages back to the events queue"
+        + (
+            f" ({result['not_deleted']} also still in the DLQ: harmless duplicates)"
+            if result["not_deleted"]
+            else ""
+        )
+        + (f"\nnot in the DLQ: {' '.join(result['not_found'])}" if result["not_found"] else ""),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,22 +154,31 @@ def build_parser() -> argparse.ArgumentParser:
     db = groups.add_parser("db", help="database schema").add_subparsers(dest="cmd", required=True)
     command(db, "upgrade", cmd_db_upgrade, "apply pending migrations")
 
-    admin = groups.add_parser("admin", help="organizations, apps, keys, users").add_subparsers(dest="cmd", required=True)
+    admin = groups.add_parser("admin", help="organizations, apps, keys, users").add_subparsers(
+        dest="cmd", required=True
+    )
     command(admin, "create-org", cmd_create_org, "create an organization").add_argument("name")
     p = command(admin, "create-app", cmd_create_app, "create an app and its first API key")
     p.add_argument("--org", required=True)
     p.add_argument("name")
-    command(admin, "create-key", cmd_create_key, "create another API key").add_argument("--app", type=int, required=True)
+    command(admin, "create-key", cmd_create_key, "create another API key").add_argument(
+        "--app", type=int, required=True
+    )
     p = command(admin, "create-user", cmd_create_user, "add a user (by email) to an organization")
     p.add_argument("--org", required=True)
     p.add_argument("email")
 
-    aws_group = groups.add_parser("aws", help="SQS queues and S3 bucket").add_subparsers(dest="cmd", required=True)
+    aws_group = groups.add_parser("aws", help="SQS queues and S3 bucket").add_subparsers(
+        dest="cmd", required=True
+    )
     command(aws_group, "provision", cmd_aws_provision, "create the queue, DLQ and bucket")
 
-    dlq_group = groups.add_parser("dlq", help="the events dead-letter queue").add_subparsers(dest="cmd", required=True)
+    dlq_group = groups.add_parser("dlq", help="the events dead-letter queue").add_subparsers(
+        dest="cmd", required=True
+    )
     command(dlq_group, "list", cmd_dlq_list, "show parked messages (they stay parked)").add_argument(
-        "--limit", type=int, default=100)
+        "--limit", type=int, default=100
+    )
     p = command(dlq_group, "replay", cmd_dlq_replay, "move parked messages back to the events queue")
     p.add_argument("--id", action="append", help="only this message id (repeatable); default all")
     p.add_argument("--limit", type=int, default=None, help="move at most this many")

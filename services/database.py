@@ -1,4 +1,5 @@
 """Postgres connections for threaded web and worker processes."""
+
 import threading
 from contextlib import contextmanager
 

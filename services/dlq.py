@@ -3,7 +3,8 @@
 SQS cannot peek, so both commands receive from the DLQ with a visibility timeout long enough for
 one pass to see each message once, and give back (visibility 0) whatever they did not move.
 """
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 from shared import envelope
 from shared.enums import EventKind
@@ -16,32 +17,47 @@ def describe(message: dict) -> dict:
     """What an operator needs to decide on a parked message, without printing its events."""
     attrs = message.get("Attributes", {})
     sent_ms = int(attrs.get("SentTimestamp", 0))
-    info = {"message_id": message["MessageId"],
-            "sent_at": datetime.fromtimestamp(sent_ms / 1000, timezone.utc).isoformat() if sent_ms else None,
-            "receive_count": int(attrs.get("ApproximateReceiveCount", 0)),
-            "bytes": len(message["Body"].encode())}
+    info = {
+        "message_id": message["MessageId"],
+        "sent_at": datetime.fromtimestamp(sent_ms / 1000, UTC).isoformat() if sent_ms else None,
+        "receive_count": int(attrs.get("ApproximateReceiveCount", 0)),
+        "bytes": len(message["Body"].encode()),
+    }
     try:
         env = envelope.decode(message["Body"])
     except envelope.EnvelopeError as exc:
         return {**info, "problem": str(exc)}
-    info.update(kind=env["kind"], app_id=env["app_id"], batch=env["batch"],
-                first_sequence=env["first_sequence"], events=len(env["events"]))
+    info.update(
+        kind=env["kind"],
+        app_id=env["app_id"],
+        batch=env["batch"],
+        first_sequence=env["first_sequence"],
+        events=len(env["events"]),
+    )
     if env["kind"] not in _KINDS:
         info["problem"] = f"unknown kind {env['kind']!r}"
     return info
 
 
 def _receive(sqs, url: str, count: int) -> list[dict]:
-    return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=count, WaitTimeSeconds=1,
-                               VisibilityTimeout=HOLD_SECONDS,
-                               AttributeNames=["SentTimestamp", "ApproximateReceiveCount"]).get("Messages", [])
+    return sqs.receive_message(
+        QueueUrl=url,
+        MaxNumberOfMessages=count,
+        WaitTimeSeconds=1,
+        VisibilityTimeout=HOLD_SECONDS,
+        AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+    ).get("Messages", [])
 
 
 def _give_back(sqs, url: str, messages: list[dict]) -> None:
     for start in range(0, len(messages), 10):
-        sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-            for i, m in enumerate(messages[start:start + 10])])
+        sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(messages[start : start + 10])
+            ],
+        )
 
 
 def list_messages(sqs, dlq_url: str, limit: int = 100) -> list[dict]:
@@ -58,20 +74,21 @@ def list_messages(sqs, dlq_url: str, limit: int = 100) -> list[dict]:
     return [describe(m) for m in held]
 
 
-def replay(sqs, dlq_url: str, queue_url: str, ids: set[str] | None = None,
-           limit: int | None = None) -> dict:
+def replay(sqs, dlq_url: str, queue_url: str, ids: set[str] | None = None, limit: int | None = None) -> dict:
     """Move parked messages back to the events queue (all, or those in `ids`), unchanged.
 
     Each is sent before it is deleted from the DLQ, so a failure in between leaves a copy in both
     places, which storing absorbs (it is idempotent), rather than none.
     """
-    moved, not_deleted, kept = [], 0, []
+    moved: list[dict] = []
+    kept: list[dict] = []
+    not_deleted = 0
     try:
         while limit is None or len(moved) < limit:
             batch = _receive(sqs, dlq_url, 10)
             if not batch:
                 break
-            chosen = []
+            chosen: list[dict] = []
             for message in batch:
                 wanted = ids is None or message["MessageId"] in ids
                 room = limit is None or len(moved) + len(chosen) < limit
@@ -80,8 +97,12 @@ def replay(sqs, dlq_url: str, queue_url: str, ids: set[str] | None = None,
                 # One at a time: a batch send has a total size limit that ten bodies may exceed.
                 sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
             if chosen:
-                answer = sqs.delete_message_batch(QueueUrl=dlq_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chosen)])
+                answer = sqs.delete_message_batch(
+                    QueueUrl=dlq_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chosen)
+                    ],
+                )
                 not_deleted += len(answer.get("Failed", []))
             moved += chosen
             if ids is not None and {m["MessageId"] for m in moved} >= ids:
@@ -89,5 +110,8 @@ def replay(sqs, dlq_url: str, queue_url: str, ids: set[str] | None = None,
     finally:
         _give_back(sqs, dlq_url, kept)
     replayed = [m["MessageId"] for m in moved]
-    return {"replayed": replayed, "not_deleted": not_deleted,
-            "not_found": sorted((ids or set()) - set(replayed))}
+    return {
+        "replayed": replayed,
+        "not_deleted": not_deleted,
+        "not_found": sorted((ids or set()) - set(replayed)),
+    }

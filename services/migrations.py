@@ -2,6 +2,7 @@
 
 `sluice db upgrade` runs this as a release step; no service migrates at boot.
 """
+
 from importlib import resources
 
 import psycopg2
@@ -13,7 +14,7 @@ _LOCK_KEY = 0x511CE
 
 def migration_files() -> list[tuple[str, str]]:
     """(name, sql) for every migration, in the order of their numeric prefixes."""
-    files = sorted(p for p in MIGRATIONS.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in MIGRATIONS.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name, p.read_text()) for p in files]
 
 

@@ -6,6 +6,7 @@ so a redelivered task or a worker that lost its claim changes nothing.
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -53,14 +54,22 @@ def enqueue(celery_app, job_id: str) -> None:
     celery_app.send_task(RENDER_TASK, args=[job_id])
 
 
-def create(conn, app_id: int, kind: str, entity_type: str, job_filter: dict | None = None,
-           client_token: str | None = None, client: str | None = None) -> Job:
+def create(
+    conn,
+    app_id: int,
+    kind: str,
+    entity_type: str,
+    job_filter: dict | None = None,
+    client_token: str | None = None,
+    client: str | None = None,
+) -> Job:
     try:
         with conn.cursor() as cur:
-            cur.execute(f"""INSERT INTO render_jobs (id, app_id, kind, entity_type, filter, client_token, client)
+            cur.execute(
+                f"""INSERT INTO render_jobs (id, app_id, kind, entity_type, filter, client_token, client)
                             VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
-                        (str(uuid.uuid4()), app_id, kind, entity_type, Json(job_filter or {}),
-                         client_token, client))
+                (str(uuid.uuid4()), app_id, kind, entity_type, Json(job_filter or {}), client_token, client),
+            )
             return Job(*cur.fetchone())
     except psycopg2.errors.UniqueViolation:
         raise OpenExportExists(entity_type) from None
@@ -75,12 +84,17 @@ def get(conn, app_id: int, kind: str, job_id: str) -> Job | None:
 def get_many(conn, app_id: int, kind: str, job_ids: list[str]) -> list[Job]:
     """The jobs among job_ids that belong to this app, in the order asked, with their files."""
     with conn.cursor() as cur:
-        cur.execute(f"""SELECT {_COLUMNS} FROM render_jobs
+        cur.execute(
+            f"""SELECT {_COLUMNS} FROM render_jobs
                         WHERE app_id = %s AND kind = %s AND id = ANY(%s::uuid[])""",
-                    (app_id, kind, job_ids))
+            (app_id, kind, job_ids),
+        )
         by_id = {row[0]: Job(*row) for row in cur.fetchall()}
-        cur.execute("""SELECT job_id::text, part, s3_key, size_bytes, row_count, sha256 FROM render_files
-                       WHERE job_id = ANY(%s::uuid[]) ORDER BY job_id, part""", (list(by_id),))
+        cur.execute(
+            """SELECT job_id::text, part, s3_key, size_bytes, row_count, sha256 FROM render_files
+                       WHERE job_id = ANY(%s::uuid[]) ORDER BY job_id, part""",
+            (list(by_id),),
+        )
         for job_id, *file_row in cur.fetchall():
             by_id[job_id].files.append(FileRow(*file_row))
     return [by_id[i] for i in dict.fromkeys(job_ids) if i in by_id]
@@ -93,14 +107,16 @@ def claim(conn, job_id: str, stale_seconds: float, max_attempts: int) -> Job | N
     heartbeat and stops, so two workers never both finish a job.
     """
     with conn.cursor() as cur:
-        cur.execute(f"""UPDATE render_jobs
+        cur.execute(
+            f"""UPDATE render_jobs
                         SET status = 'running', claim = %s, attempts = attempts + 1, rows_written = 0,
                             heartbeat_at = now(), started_at = coalesce(started_at, now())
                         WHERE id = %s AND attempts < %s
                           AND (status = 'queued'
                                OR (status = 'running' AND heartbeat_at < now() - make_interval(secs => %s)))
                         RETURNING {_COLUMNS}""",
-                    (str(uuid.uuid4()), job_id, max_attempts, stale_seconds))
+            (str(uuid.uuid4()), job_id, max_attempts, stale_seconds),
+        )
         row = cur.fetchone()
         return Job(*row) if row else None
 
@@ -108,40 +124,56 @@ def claim(conn, job_id: str, stale_seconds: float, max_attempts: int) -> Job | N
 def heartbeat(conn, job: Job, rows_written: int) -> bool:
     """Record progress; False when this attempt no longer holds the job."""
     with conn.cursor() as cur:
-        cur.execute("""UPDATE render_jobs SET rows_written = %s, heartbeat_at = now()
+        cur.execute(
+            """UPDATE render_jobs SET rows_written = %s, heartbeat_at = now()
                        WHERE id = %s AND claim = %s AND status = 'running'""",
-                    (rows_written, job.id, job.claim))
+            (rows_written, job.id, job.claim),
+        )
         return cur.rowcount == 1
 
 
-def finish(conn, job: Job, status: str, rows_written: int, files: list[FileRow] = (),
-           expires_seconds: int | None = None, error: str | None = None) -> bool:
+def finish(
+    conn,
+    job: Job,
+    status: str,
+    rows_written: int,
+    files: Sequence[FileRow] = (),
+    expires_seconds: int | None = None,
+    error: str | None = None,
+) -> bool:
     """End this attempt: the status and, in the same transaction, the files that became visible."""
     with conn.cursor() as cur:
-        cur.execute("""UPDATE render_jobs
+        cur.execute(
+            """UPDATE render_jobs
                        SET status = %s, rows_written = %s, error = %s, completed_at = now(),
                            expires_at = now() + make_interval(secs => %s)
                        WHERE id = %s AND claim = %s AND status = 'running'""",
-                    (status, rows_written, error, expires_seconds, job.id, job.claim))
+            (status, rows_written, error, expires_seconds, job.id, job.claim),
+        )
         if cur.rowcount != 1:
             return False
         cur.execute("DELETE FROM render_files WHERE job_id = %s", (job.id,))
         for f in files:
-            cur.execute("""INSERT INTO render_files (job_id, part, s3_key, size_bytes, row_count, sha256)
+            cur.execute(
+                """INSERT INTO render_files (job_id, part, s3_key, size_bytes, row_count, sha256)
                            VALUES (%s, %s, %s, %s, %s, %s)""",
-                        (job.id, f.part, f.s3_key, f.size_bytes, f.row_count, f.sha256))
+                (job.id, f.part, f.s3_key, f.size_bytes, f.row_count, f.sha256),
+            )
         return True
 
 
 def fail_exhausted(conn, stale_seconds: float, max_attempts: int) -> list[str]:
     """Jobs whose workers died max_attempts times: fail them rather than kill yet another worker."""
     with conn.cursor() as cur:
-        cur.execute("""UPDATE render_jobs
+        cur.execute(
+            """UPDATE render_jobs
                        SET status = 'failed', completed_at = now(),
                            error = 'the worker rendering it was lost ' || attempts || ' times'
                        WHERE status = 'running' AND attempts >= %s
                          AND heartbeat_at < now() - make_interval(secs => %s)
-                       RETURNING id::text""", (max_attempts, stale_seconds))
+                       RETURNING id::text""",
+            (max_attempts, stale_seconds),
+        )
         return [row[0] for row in cur.fetchall()]
 
 
@@ -150,19 +182,24 @@ def requeue_stale(conn, stale_seconds: float) -> list[str]:
     (the control API committed but Redis did not take the task): back to queued, to be enqueued
     again by the caller after commit."""
     with conn.cursor() as cur:
-        cur.execute("""UPDATE render_jobs SET status = 'queued', claim = NULL, enqueued_at = now()
+        cur.execute(
+            """UPDATE render_jobs SET status = 'queued', claim = NULL, enqueued_at = now()
                        WHERE (status = 'running' AND heartbeat_at < now() - make_interval(secs => %s))
                           OR (status = 'queued' AND enqueued_at < now() - make_interval(secs => %s))
-                       RETURNING id::text""", (stale_seconds, stale_seconds))
+                       RETURNING id::text""",
+            (stale_seconds, stale_seconds),
+        )
         return [row[0] for row in cur.fetchall()]
 
 
 def expiring(conn, limit: int = 100) -> list[Job]:
     """Finished jobs past their expiry whose files are still to be deleted."""
     with conn.cursor() as cur:
-        cur.execute(f"""SELECT {_COLUMNS} FROM render_jobs
+        cur.execute(
+            f"""SELECT {_COLUMNS} FROM render_jobs
                         WHERE status = 'done' AND expires_at <= now() ORDER BY expires_at LIMIT %s""",
-                    (limit,))
+            (limit,),
+        )
         return [Job(*row) for row in cur.fetchall()]
 
 

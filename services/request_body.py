@@ -23,7 +23,9 @@ def read_json(limit: int):
     """
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity", "gzip", "x-gzip"):
-        raise ApiError(415, "UNSUPPORTED_ENCODING", f"Content-Encoding {encoding} is not supported; use gzip.")
+        raise ApiError(
+            415, "UNSUPPORTED_ENCODING", f"Content-Encoding {encoding} is not supported; use gzip."
+        )
     gzipped = encoding in ("gzip", "x-gzip")
     if request.content_length is not None and request.content_length > limit and not gzipped:
         raise too_large(limit)

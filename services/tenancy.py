@@ -1,4 +1,5 @@
 """Organizations, users, apps and API keys: the one identity model every wire form maps onto."""
+
 import hashlib
 import secrets
 
@@ -37,28 +38,35 @@ def create_key(conn, app_id: int) -> tuple[int, str]:
     """Create an API key for an app; return (key id, the secret key)."""
     key = new_key()
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO api_keys (app_id, prefix, key_hash) VALUES (%s, %s, %s) RETURNING id",
-                    (app_id, key[:10], hash_key(key)))
+        cur.execute(
+            "INSERT INTO api_keys (app_id, prefix, key_hash) VALUES (%s, %s, %s) RETURNING id",
+            (app_id, key[:10], hash_key(key)),
+        )
         return cur.fetchone()[0], key
 
 
 def create_user(conn, org_id: int, email: str, display_name: str | None = None) -> int:
     email = email.strip().lower()
     with conn.cursor() as cur:
-        cur.execute("""INSERT INTO users (email, display_name) VALUES (%s, %s)
+        cur.execute(
+            """INSERT INTO users (email, display_name) VALUES (%s, %s)
                        ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id""",
-                    (email, display_name or email.split("@")[0]))
+            (email, display_name or email.split("@")[0]),
+        )
         user_id = cur.fetchone()[0]
-        cur.execute("INSERT INTO org_members (org_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    (org_id, user_id))
+        cur.execute(
+            "INSERT INTO org_members (org_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (org_id, user_id),
+        )
         return user_id
 
 
 def app_for_key(conn, key: str) -> int | None:
     """The app a live key belongs to, or None for an unknown or revoked key."""
     with conn.cursor() as cur:
-        cur.execute("SELECT app_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-                    (hash_key(key),))
+        cur.execute(
+            "SELECT app_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", (hash_key(key),)
+        )
         row = cur.fetchone()
         return row[0] if row else None
 
@@ -84,8 +92,11 @@ def user_profile(conn, user_id: int) -> dict | None:
         row = cur.fetchone()
         if row is None:
             return None
-        cur.execute("""SELECT o.id, o.name FROM orgs o JOIN org_members m ON m.org_id = o.id
-                       WHERE m.user_id = %s ORDER BY o.id""", (user_id,))
+        cur.execute(
+            """SELECT o.id, o.name FROM orgs o JOIN org_members m ON m.org_id = o.id
+                       WHERE m.user_id = %s ORDER BY o.id""",
+            (user_id,),
+        )
         orgs = [{"org_id": org_id, "name": name} for org_id, name in cur.fetchall()]
     return {"user_id": row[0], "email": row[1], "display_name": row[2], "org_list": orgs}
 
@@ -99,17 +110,23 @@ def is_member(conn, user_id: int, org_id: int) -> bool:
 def user_may_manage_app(conn, user_id: int, app_id: int) -> bool:
     """True when the app exists and belongs to one of the user's organizations."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT 1 FROM apps a JOIN org_members m ON m.org_id = a.org_id
-                       WHERE a.id = %s AND m.user_id = %s""", (app_id, user_id))
+        cur.execute(
+            """SELECT 1 FROM apps a JOIN org_members m ON m.org_id = a.org_id
+                       WHERE a.id = %s AND m.user_id = %s""",
+            (app_id, user_id),
+        )
         return cur.fetchone() is not None
 
 
 def list_apps(conn, org_id: int) -> list[dict]:
     """The org's apps with their live keys (id and prefix only: secrets are never kept)."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT a.id, a.name, k.id, k.prefix, k.created_at
+        cur.execute(
+            """SELECT a.id, a.name, k.id, k.prefix, k.created_at
                        FROM apps a LEFT JOIN api_keys k ON k.app_id = a.id AND k.revoked_at IS NULL
-                       WHERE a.org_id = %s ORDER BY a.id, k.id""", (org_id,))
+                       WHERE a.org_id = %s ORDER BY a.id, k.id""",
+            (org_id,),
+        )
         apps: dict[int, dict] = {}
         for app_id, name, key_id, prefix, created_at in cur.fetchall():
             app = apps.setdefault(app_id, {"app_id": app_id, "name": name, "keys": []})
@@ -121,8 +138,11 @@ def list_apps(conn, org_id: int) -> list[dict]:
 def revoke_key(conn, app_id: int, key_id: int) -> bool:
     """Revoke one live key of the app; False when the app has no such live key."""
     with conn.cursor() as cur:
-        cur.execute("""UPDATE api_keys SET revoked_at = now()
-                       WHERE id = %s AND app_id = %s AND revoked_at IS NULL""", (key_id, app_id))
+        cur.execute(
+            """UPDATE api_keys SET revoked_at = now()
+                       WHERE id = %s AND app_id = %s AND revoked_at IS NULL""",
+            (key_id, app_id),
+        )
         return cur.rowcount == 1
 
 

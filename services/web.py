@@ -11,8 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 
 from services import api_errors
 
-HTTP_REQUESTS = Counter("sluice_http_requests", "HTTP requests answered",
-                        ["service", "endpoint", "status"])
+HTTP_REQUESTS = Counter("sluice_http_requests", "HTTP requests answered", ["service", "endpoint", "status"])
 
 
 def version() -> str:

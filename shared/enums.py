@@ -1,4 +1,5 @@
 """Enumerations that more than one service speaks."""
+
 from enum import Enum
 
 

@@ -19,6 +19,7 @@ when SQS delivers a message twice.
 Event forms by kind: "barchart" events are shared.schemas.events Events as loaded; "moesif"
 events are what shared.schemas.api_calls.validate_moesif_events returns (times in UTC ISO 8601).
 """
+
 import base64
 import gzip
 import json
@@ -56,8 +57,16 @@ def encode_body(envelope_json: str) -> str:
 
 def envelope_head(kind: str, app_id: int, batch: str, first_sequence: int, received_ms: int) -> str:
     """The JSON text of an envelope up to its events array, so packers can append event JSON."""
-    head = _dumps({"v": VERSION, "kind": kind, "app_id": app_id, "batch": batch,
-                   "first_sequence": first_sequence, "received_ms": received_ms})
+    head = _dumps(
+        {
+            "v": VERSION,
+            "kind": kind,
+            "app_id": app_id,
+            "batch": batch,
+            "first_sequence": first_sequence,
+            "received_ms": received_ms,
+        }
+    )
     return head[:-1] + ',"events":['
 
 
@@ -71,8 +80,9 @@ def pack(kind: str, app_id: int, batch: str, events: list, received_ms: int, max
     return pack_encoded(kind, app_id, batch, encode_events(events), received_ms, max_bytes)
 
 
-def pack_encoded(kind: str, app_id: int, batch: str, encoded: list[str], received_ms: int,
-                 max_bytes: int) -> list[str]:
+def pack_encoded(
+    kind: str, app_id: int, batch: str, encoded: list[str], received_ms: int, max_bytes: int
+) -> list[str]:
     """pack() for events already turned into JSON text by encode_events().
 
     Events are serialised once. A chunk grows while its uncompressed JSON fits max_bytes; when it
@@ -127,7 +137,7 @@ def decode(body: str) -> dict:
     """Parse an SQS body into an envelope dict; raise EnvelopeError for anything else."""
     try:
         if body.startswith(GZIP_PREFIX):
-            body = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX):], validate=True)).decode()
+            body = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :], validate=True)).decode()
         envelope = json.loads(body)
     except (ValueError, OSError, EOFError) as exc:
         raise EnvelopeError(f"unreadable body: {exc}") from exc
@@ -135,8 +145,14 @@ def decode(body: str) -> dict:
         raise EnvelopeError("envelope is not a JSON object")
     if envelope.get("v") != VERSION:
         raise EnvelopeError(f"unknown envelope version {envelope.get('v')!r}")
-    for key, kind in (("kind", str), ("app_id", int), ("batch", str), ("first_sequence", int),
-                      ("received_ms", int), ("events", list)):
+    for key, kind in (
+        ("kind", str),
+        ("app_id", int),
+        ("batch", str),
+        ("first_sequence", int),
+        ("received_ms", int),
+        ("events", list),
+    ):
         if not isinstance(envelope.get(key), kind):
             raise EnvelopeError(f"envelope field {key!r} missing or not {kind.__name__}")
     return envelope

@@ -19,7 +19,11 @@ from services.settings import CommonSettings
 from tests.factories import make_tenant
 from tests.helpers import Outbox
 
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @dataclass
@@ -59,7 +63,11 @@ def stack():
 def names():
     """Queue and bucket names of this test's own, so tests never drain each other's messages."""
     suffix = uuid.uuid4().hex[:10]
-    return {"events_queue": f"events-{suffix}", "events_dlq": f"dlq-{suffix}", "exports_bucket": f"exports-{suffix}"}
+    return {
+        "events_queue": f"events-{suffix}",
+        "events_dlq": f"dlq-{suffix}",
+        "exports_bucket": f"exports-{suffix}",
+    }
 
 
 @pytest.fixture

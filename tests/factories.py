@@ -16,7 +16,14 @@ from shared.schemas.api_calls import validate_moesif_events
 
 def barchart_event(**fields) -> dict:
     """A valid Barchart Event; keyword arguments replace its fields."""
-    return {"customer": "ACME", "product": "WEB", "type": "LOGIN", "timestamp": 1700000000123, "context": [], **fields}
+    return {
+        "customer": "ACME",
+        "product": "WEB",
+        "type": "LOGIN",
+        "timestamp": 1700000000123,
+        "context": [],
+        **fields,
+    }
 
 
 # The plainest event the drain tests store.

@@ -1,4 +1,5 @@
 """A real HTTP destination for pipeline tests: records every JSON array POSTed to it."""
+
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

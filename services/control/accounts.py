@@ -23,28 +23,57 @@ MAX_EMAIL = 254  # RFC 5321's limit for a forward path
 MAX_ID = 2**63 - 1  # Postgres bigint: a larger id names nothing, and must not reach the query
 
 OPENAPI_PATHS = {
-    "/api/1/login": {"post": {"summary": "Start an email login (Data Cortex)",
-                              "responses": {"200": {"description": "result, session_key, manual_code"},
-                                            "429": {"description": "Too many logins"}}}},
-    "/api/1/verify/{token}": {"get": {"summary": "The mailed link: a page asking for the manual code",
-                                      "responses": {"200": {"description": "HTML form"}}},
-                              "post": {"summary": "Enter the manual code (form field manual_code)",
-                                       "responses": {"200": {"description": "Signed in"},
-                                                     "400": {"description": "Wrong code"},
-                                                     "410": {"description": "Expired, locked or used"}}}},
-    "/api/1/logout": {"post": {"summary": "Disable the session key",
-                               "responses": {"200": {"description": "Logged out"}}}},
-    "/api/1/user": {"get": {"summary": "The logged-in user and their organizations",
-                            "responses": {"200": {"description": "User"}, "403": {"description": "Not logged in"}}}},
-    "/api/1/app": {"get": {"summary": "List an org's apps, or create one when app_name is given",
-                           "responses": {"200": {"description": "app_list or app_id"}}},
-                   "post": {"summary": "Create an app", "responses": {"200": {"description": "app_id"}}}},
-    "/api/1/app/{app_id}": {"delete": {"summary": "Delete an app and its keys",
-                                       "responses": {"200": {"description": "Deleted"}}}},
-    "/api/1/app/{app_id}/key": {"post": {"summary": "Create an API key (shown once)",
-                                         "responses": {"200": {"description": "key_id, api_key"}}}},
-    "/api/1/app/{app_id}/key/{key_id}": {"delete": {"summary": "Revoke an API key",
-                                                    "responses": {"200": {"description": "Revoked"}}}},
+    "/api/1/login": {
+        "post": {
+            "summary": "Start an email login (Data Cortex)",
+            "responses": {
+                "200": {"description": "result, session_key, manual_code"},
+                "429": {"description": "Too many logins"},
+            },
+        }
+    },
+    "/api/1/verify/{token}": {
+        "get": {
+            "summary": "The mailed link: a page asking for the manual code",
+            "responses": {"200": {"description": "HTML form"}},
+        },
+        "post": {
+            "summary": "Enter the manual code (form field manual_code)",
+            "responses": {
+                "200": {"description": "Signed in"},
+                "400": {"description": "Wrong code"},
+                "410": {"description": "Expired, locked or used"},
+            },
+        },
+    },
+    "/api/1/logout": {
+        "post": {"summary": "Disable the session key", "responses": {"200": {"description": "Logged out"}}}
+    },
+    "/api/1/user": {
+        "get": {
+            "summary": "The logged-in user and their organizations",
+            "responses": {"200": {"description": "User"}, "403": {"description": "Not logged in"}},
+        }
+    },
+    "/api/1/app": {
+        "get": {
+            "summary": "List an org's apps, or create one when app_name is given",
+            "responses": {"200": {"description": "app_list or app_id"}},
+        },
+        "post": {"summary": "Create an app", "responses": {"200": {"description": "app_id"}}},
+    },
+    "/api/1/app/{app_id}": {
+        "delete": {"summary": "Delete an app and its keys", "responses": {"200": {"description": "Deleted"}}}
+    },
+    "/api/1/app/{app_id}/key": {
+        "post": {
+            "summary": "Create an API key (shown once)",
+            "responses": {"200": {"description": "key_id, api_key"}},
+        }
+    },
+    "/api/1/app/{app_id}/key/{key_id}": {
+        "delete": {"summary": "Revoke an API key", "responses": {"200": {"description": "Revoked"}}}
+    },
 }
 
 
@@ -103,25 +132,36 @@ def login():
             mail.send(config, email, "Your Sluice sign-in", _login_mail(started, config))
     except mail.MailError as exc:
         current_app.logger.error("login mail to %s not sent: %s", email, exc)
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "The sign-in mail could not be sent; try again later.") from None
-    response = jsonify(result="new_browser", session_key=started.session_key,
-                       manual_code=started.manual_code)
+        raise ApiError(
+            503, "SERVICE_UNAVAILABLE", "The sign-in mail could not be sent; try again later."
+        ) from None
+    response = jsonify(result="new_browser", session_key=started.session_key, manual_code=started.manual_code)
     # Strict: no other site can make a browser send it, not even through a link (GET /app creates).
-    response.set_cookie(SESSION_COOKIE, started.session_key, max_age=config.session_max_age_seconds,
-                        httponly=True, samesite="Strict", secure=request.is_secure)
+    response.set_cookie(
+        SESSION_COOKIE,
+        started.session_key,
+        max_age=config.session_max_age_seconds,
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+    )
     return response
 
 
 def _login_mail(started: sessions.Login, config) -> str:
     if started.verify_token is None:
         # Same mail flow for unknown addresses, so the answer and its timing reveal nothing.
-        return ("Someone asked to sign in to Sluice with this address, but no account uses it.\n"
-                "If it was you, ask your organization's administrator to add you.\n")
+        return (
+            "Someone asked to sign in to Sluice with this address, but no account uses it.\n"
+            "If it was you, ask your organization's administrator to add you.\n"
+        )
     base = (config.public_url or request.host_url).rstrip("/")
     link = base + url_for("accounts.verify", token=started.verify_token)
-    return (f"To finish signing in to Sluice, open this link and type the manual code you were given:\n\n"
-            f"{link}\n\nThe link and the code expire in {config.login_ttl_seconds // 60} minutes.\n"
-            f"If you did not ask to sign in, ignore this mail: nobody can sign in without the code.\n")
+    return (
+        f"To finish signing in to Sluice, open this link and type the manual code you were given:\n\n"
+        f"{link}\n\nThe link and the code expire in {config.login_ttl_seconds // 60} minutes.\n"
+        f"If you did not ask to sign in, ignore this mail: nobody can sign in without the code.\n"
+    )
 
 
 VERIFY_PAGE = """<!doctype html>
@@ -132,7 +172,8 @@ VERIFY_PAGE = """<!doctype html>
 <p>{{ message }}</p>
 {% if ask %}
 <form method="post">
-  <label>Manual code <input name="manual_code" autocomplete="one-time-code" inputmode="numeric" required autofocus></label>
+  <label>Manual code
+    <input name="manual_code" autocomplete="one-time-code" inputmode="numeric" required autofocus></label>
   <button type="submit">Verify</button>
 </form>
 {% endif %}
@@ -157,13 +198,19 @@ def verify(token: str):
         if request.method == "GET":
             state = sessions.login_state(conn, token, config.login_max_code_attempts)
         else:
-            state = sessions.verify(conn, token, request.form.get("manual_code", ""),
-                                    config.login_max_code_attempts, config.session_max_age_seconds)
+            state = sessions.verify(
+                conn,
+                token,
+                request.form.get("manual_code", ""),
+                config.login_max_code_attempts,
+                config.session_max_age_seconds,
+            )
     if state in (sessions.WRONG_CODE, sessions.LOCKED, sessions.UNKNOWN):
         ratelimit.record_auth_failure()
     status, message = MESSAGES[state]
-    page = render_template_string(VERIFY_PAGE, message=message,
-                                  ask=state in (sessions.PENDING, sessions.WRONG_CODE))
+    page = render_template_string(
+        VERIFY_PAGE, message=message, ask=state in (sessions.PENDING, sessions.WRONG_CODE)
+    )
     # The page holds a one-time link: keep it out of caches and other sites' Referer headers.
     return page, status, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
@@ -219,10 +266,15 @@ def _create_app(user_id: int, org_id: int):
 def _app_json(app: dict) -> dict:
     # The document's api_key_list is a list of strings; we never hold the secrets, so each is the
     # key's prefix. api_keys adds the ids that revoking needs.
-    return {"app_id": app["app_id"], "name": app["name"],
-            "api_key_list": [key["prefix"] + "..." for key in app["keys"]],
-            "api_keys": [{"key_id": key["key_id"], "prefix": key["prefix"],
-                          "created_at": key["created_at"].isoformat()} for key in app["keys"]]}
+    return {
+        "app_id": app["app_id"],
+        "name": app["name"],
+        "api_key_list": [key["prefix"] + "..." for key in app["keys"]],
+        "api_keys": [
+            {"key_id": key["key_id"], "prefix": key["prefix"], "created_at": key["created_at"].isoformat()}
+            for key in app["keys"]
+        ],
+    }
 
 
 @bp.delete("/app/<int:app_id>")

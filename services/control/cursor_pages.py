@@ -48,10 +48,11 @@ def cursor_page(conn, table: str, app_id: int, render) -> dict:
         where, order = "seq < %(k)s", "DESC"
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT * FROM {table} WHERE app_id = %(app)s AND {where} ORDER BY seq {order} LIMIT %(n)s", params
+            f"SELECT * FROM {table} WHERE app_id = %(app)s AND {where} ORDER BY seq {order} LIMIT %(n)s",
+            params,
         )
         columns = [c.name for c in cur.description]
-        rows = [dict(zip(columns, r)) for r in cur.fetchall()]
+        rows = [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
         if order == "DESC":
             rows.reverse()
         has_before = has_after = False

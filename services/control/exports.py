@@ -5,7 +5,7 @@ The AccessToken is an app key and scopes everything; ClientToken and Client name
 integration and are recorded on the export.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify
 
@@ -54,7 +54,12 @@ def add_export():
     try:
         with database().connection() as conn:
             job = render_jobs.create(
-                conn, app_id, "export", body["EntityType"], client_token=body["ClientToken"], client=body["Client"]
+                conn,
+                app_id,
+                "export",
+                body["EntityType"],
+                client_token=body["ClientToken"],
+                client=body["Client"],
             )
     except render_jobs.OpenExportExists:
         raise ApiError(
@@ -63,7 +68,7 @@ def add_export():
             f"An export of {body['EntityType']} is already Pending or Processing; wait for it to finish.",
         ) from None
     enqueue(job.id)
-    return jsonify(Export=_export(job, datetime.now(timezone.utc)))
+    return jsonify(Export=_export(job, datetime.now(UTC)))
 
 
 @bp.post("/getAll")
@@ -71,5 +76,5 @@ def get_all_exports():
     app_id, body = _request(export_get_all_schema)
     with database().connection() as conn:
         found = render_jobs.get_many(conn, app_id, "export", valid_ids(body["ExportIds"]))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return jsonify(Exports=[_export(job, now) for job in found])

@@ -1,4 +1,5 @@
 """Sending mail over SMTP, as the settings say (host, port, STARTTLS, login, From:)."""
+
 import smtplib
 from email.message import EmailMessage
 

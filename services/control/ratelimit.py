@@ -3,6 +3,7 @@
 A limit is "at most N hits per window for one subject" (an email, a client address). Over it the
 caller gets 429 with Retry-After set to the seconds left in the window.
 """
+
 import hashlib
 import logging
 
@@ -18,8 +19,12 @@ PREFIX = "sluice:rl:"
 
 def rate_limited(retry_after: int) -> ApiError:
     """429 with the seconds left in the window; each blueprint renders it in its own shape."""
-    return ApiError(429, "TOO_MANY_REQUESTS", "Too many attempts; try again later.",
-                    {"Retry-After": str(max(1, retry_after))})
+    return ApiError(
+        429,
+        "TOO_MANY_REQUESTS",
+        "Too many attempts; try again later.",
+        {"Retry-After": str(max(1, retry_after))},
+    )
 
 
 class Limiter:
@@ -71,8 +76,9 @@ def record_auth_failure() -> None:
     """Count a wrong credential from this client; 429 once it has guessed too often."""
     limiter = current_app.config.get("LIMITER")
     if limiter is not None:
-        limiter.hit("authfail", client_address(), settings().auth_failure_limit,
-                    settings().rate_limit_window_seconds)
+        limiter.hit(
+            "authfail", client_address(), settings().auth_failure_limit, settings().rate_limit_window_seconds
+        )
 
 
 def refuse_blocked_client() -> None:

@@ -46,7 +46,10 @@ def authenticate():
     g.app_id = basic_app()
     if g.app_id is None:
         raise ApiError(
-            401, "UNAUTHORIZED", "Valid HTTP Basic credentials (app id, API key) are required.", BASIC_CHALLENGE
+            401,
+            "UNAUTHORIZED",
+            "Valid HTTP Basic credentials (app id, API key) are required.",
+            BASIC_CHALLENGE,
         )
 
 

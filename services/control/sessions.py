@@ -3,6 +3,7 @@ and the manual code typed there, by someone who has both the mail and the code.
 
 Plain functions over a Postgres connection; the Flask views are in accounts.py.
 """
+
 import hashlib
 import hmac
 import secrets
@@ -12,7 +13,14 @@ from services import tenancy
 
 # Outcomes of a verification attempt (and states of a pending login, for the page).
 PENDING, VERIFIED, WRONG_CODE, LOCKED, EXPIRED, USED, UNKNOWN = (
-    "pending", "verified", "wrong_code", "locked", "expired", "used", "unknown")
+    "pending",
+    "verified",
+    "wrong_code",
+    "locked",
+    "expired",
+    "used",
+    "unknown",
+)
 
 
 def _hash(secret: str) -> bytes:
@@ -28,18 +36,24 @@ class Login:
 
 def start_login(conn, email: str, ttl_seconds: int) -> Login:
     """A new login for `email`. Unknown emails get an answer of the same shape that never works."""
-    login = Login(session_key=secrets.token_urlsafe(32),
-                  manual_code=f"{secrets.randbelow(10**6):06d}",
-                  verify_token=secrets.token_urlsafe(32))
+    session_key, manual_code = secrets.token_urlsafe(32), f"{secrets.randbelow(10**6):06d}"
+    verify_token = secrets.token_urlsafe(32)
     user_id = tenancy.user_by_email(conn, email)
     if user_id is None:
-        return Login(login.session_key, login.manual_code, None)
+        return Login(session_key, manual_code, None)
     with conn.cursor() as cur:
-        cur.execute("""INSERT INTO login_sessions (user_id, session_hash, verify_hash, code_hash, verify_by)
+        cur.execute(
+            """INSERT INTO login_sessions (user_id, session_hash, verify_hash, code_hash, verify_by)
                        VALUES (%s, %s, %s, %s, now() + %s * interval '1 second')""",
-                    (user_id, _hash(login.session_key), _hash(login.verify_token),
-                     _hash(login.manual_code), ttl_seconds))
-    return login
+            (
+                user_id,
+                _hash(session_key),
+                _hash(verify_token),
+                _hash(manual_code),
+                ttl_seconds,
+            ),
+        )
+    return Login(session_key, manual_code, verify_token)
 
 
 def _state(row, max_attempts: int) -> str:
@@ -78,12 +92,18 @@ def verify(conn, verify_token: str, code: str, max_attempts: int, session_second
             return state
         login_id, code_hash = row[0], bytes(row[1])
         if not hmac.compare_digest(code_hash, _hash(code.strip())):
-            cur.execute("UPDATE login_sessions SET failed_codes = failed_codes + 1 WHERE id = %s "
-                        "RETURNING failed_codes", (login_id,))
+            cur.execute(
+                "UPDATE login_sessions SET failed_codes = failed_codes + 1 WHERE id = %s "
+                "RETURNING failed_codes",
+                (login_id,),
+            )
             return LOCKED if cur.fetchone()[0] >= max_attempts else WRONG_CODE
-        cur.execute("""UPDATE login_sessions
+        cur.execute(
+            """UPDATE login_sessions
                        SET verified_at = now(), expires_at = now() + %s * interval '1 second'
-                       WHERE id = %s""", (session_seconds, login_id))
+                       WHERE id = %s""",
+            (session_seconds, login_id),
+        )
         return VERIFIED
 
 

@@ -1,29 +1,44 @@
 """The ingest API's application factory: `gunicorn 'services.ingest.app:create_app()'`."""
+
 import hashlib
 import os
 import tempfile
 
 from flask import Flask
 
+from services.database import Database
 from services.ingest import api_calls, events
 from services.ingest.keys import KeyCache
 from services.ingest.queue import EventQueue
-from services.database import Database
 from services.settings import IngestSettings
 from services.web import install_common, openapi_document
 
 OPENAPI_PATHS = {
-    "/events": {"post": {"summary": "Create events (Barchart)", "security": [{"basic": []}],
-                         "responses": {"200": {"description": "Array of EventFull"}}}},
-    "/system/version": {"get": {"summary": "Get version",
-                                "responses": {"200": {"description": "Version"}}}},
+    "/events": {
+        "post": {
+            "summary": "Create events (Barchart)",
+            "security": [{"basic": []}],
+            "responses": {"200": {"description": "Array of EventFull"}},
+        }
+    },
+    "/system/version": {"get": {"summary": "Get version", "responses": {"200": {"description": "Version"}}}},
 }
-_MOESIF_ONE = {"post": {"summary": "Add one API call event (Moesif)",
-                        "parameters": [{"name": "X-Moesif-Application-Id", "in": "header", "required": True}],
-                        "responses": {"200": {"description": "Accepted onto the queue"}}}}
+_MOESIF_ONE = {
+    "post": {
+        "summary": "Add one API call event (Moesif)",
+        "parameters": [{"name": "X-Moesif-Application-Id", "in": "header", "required": True}],
+        "responses": {"200": {"description": "Accepted onto the queue"}},
+    }
+}
 _MOESIF_BATCH = {"post": {**_MOESIF_ONE["post"], "summary": "Add a batch of API call events (Moesif)"}}
-OPENAPI_PATHS.update({"/moesifapi/events": _MOESIF_ONE, "/v1/events": _MOESIF_ONE,
-                      "/moesifapi/events/batch": _MOESIF_BATCH, "/v1/events/batch": _MOESIF_BATCH})
+OPENAPI_PATHS.update(
+    {
+        "/moesifapi/events": _MOESIF_ONE,
+        "/v1/events": _MOESIF_ONE,
+        "/moesifapi/events/batch": _MOESIF_BATCH,
+        "/v1/events/batch": _MOESIF_BATCH,
+    }
+)
 
 
 def default_snapshot_path(settings: IngestSettings) -> str:
@@ -37,12 +52,12 @@ def create_app(settings: IngestSettings | None = None) -> Flask:
     app = Flask("sluice.ingest")
     db = Database(settings.database_url, maxconn=8)
     queue = EventQueue(settings)
-    keys = KeyCache(db, settings.key_cache_seconds,
-                    settings.key_snapshot_path or default_snapshot_path(settings))
+    keys = KeyCache(
+        db, settings.key_cache_seconds, settings.key_snapshot_path or default_snapshot_path(settings)
+    )
     keys.start_refreshing()  # gunicorn calls create_app in each worker, after the fork
     app.config.update(SETTINGS=settings, DB=db, QUEUE=queue, KEYS=keys)
     app.register_blueprint(events.bp)
     app.register_blueprint(api_calls.bp)
-    install_common(app, "ingest", {"sqs": queue.ping},
-                   openapi_document("Sluice ingest API", OPENAPI_PATHS))
+    install_common(app, "ingest", {"sqs": queue.ping}, openapi_document("Sluice ingest API", OPENAPI_PATHS))
     return app

@@ -12,6 +12,7 @@ begins from it instead of knowing no key at all.
 Revocation: a revoked key stops working within `ttl` seconds (plus one reload query) while
 Postgres answers. During an outage the last snapshot is trusted, since it cannot be checked.
 """
+
 import contextlib
 import json
 import logging

@@ -8,6 +8,7 @@ serving at once (views call expect() and done()). A lone request is sent at once
 call carries many requests' messages, which is what keeps SQS requests (and their cost, in SQS
 and in our CPU) near the minimum that the bytes need.
 """
+
 import collections
 import os
 import threading
@@ -19,8 +20,9 @@ from prometheus_client import Counter, Histogram
 from services import aws
 
 SQS_REQUESTS = Counter("sluice_ingest_sqs_requests", "SendMessageBatch calls made")
-SQS_ENTRIES_PER_CALL = Histogram("sluice_ingest_sqs_entries_per_call", "messages per SendMessageBatch call",
-                                 buckets=(1, 2, 3, 5, 8, 9, 10))
+SQS_ENTRIES_PER_CALL = Histogram(
+    "sluice_ingest_sqs_entries_per_call", "messages per SendMessageBatch call", buckets=(1, 2, 3, 5, 8, 9, 10)
+)
 SQS_ENTRY_RETRIES = Counter("sluice_ingest_sqs_entry_retries", "entries sent again after failing")
 MAX_ENTRIES = 10  # SendMessageBatch's limit
 
@@ -52,7 +54,7 @@ class _Request:
 
 
 class _Entry:
-    __slots__ = ("body", "size", "owner", "attempts")
+    __slots__ = ("attempts", "body", "owner", "size")
 
     def __init__(self, body: str, owner: _Request):
         self.body, self.owner, self.attempts = body, owner, 0
@@ -81,8 +83,13 @@ class EventQueue:
     def _client(self):
         if self._sqs is None:
             # Short timeouts: a request waits for SQS at most sqs_send_deadline_seconds in all.
-            self._sqs = aws.client(self._settings, "sqs", connect_timeout=2, read_timeout=5,
-                                   retries={"max_attempts": 2, "mode": "standard"})
+            self._sqs = aws.client(
+                self._settings,
+                "sqs",
+                connect_timeout=2,
+                read_timeout=5,
+                retries={"max_attempts": 2, "mode": "standard"},
+            )
         if self._url is None:
             self._url = aws.queue_url(self._sqs, self._settings.events_queue)
         return self._sqs, self._url
@@ -172,8 +179,10 @@ class EventQueue:
                 self.requests_made += 1
             SQS_REQUESTS.inc()
             SQS_ENTRIES_PER_CALL.observe(len(group))
-            answer = sqs.send_message_batch(QueueUrl=url, Entries=[
-                {"Id": entry_id, "MessageBody": entry.body} for entry_id, entry in by_id.items()])
+            answer = sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": entry_id, "MessageBody": entry.body} for entry_id, entry in by_id.items()],
+            )
         except Exception as exc:  # botocore has already retried what it can
             self._retry(group, f"{type(exc).__name__}: {exc}", backoff=True)
             return

@@ -1,9 +1,10 @@
 """The worker's Celery application factory."""
+
 from celery import Celery
 
 from services.settings import WorkerSettings
-from shared.channels import SWEEP_TASK
 from services.worker.steps import DrainStep, PipelineStep
+from shared.channels import SWEEP_TASK
 
 TASK_MODULES = ["services.worker.tasks.render"]
 
@@ -25,7 +26,12 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
     app.steps["worker"].add(PipelineStep)
     # A new dict: the default one is shared between Celery apps. A sweep that waited past the
     # next one is dropped (expires) rather than piling up behind renders.
-    app.conf.beat_schedule = {**app.conf.beat_schedule, "sluice.sweep-render-jobs": {
-        "task": SWEEP_TASK, "schedule": settings.job_sweep_seconds,
-        "options": {"expires": settings.job_sweep_seconds}}}
+    app.conf.beat_schedule = {
+        **app.conf.beat_schedule,
+        "sluice.sweep-render-jobs": {
+            "task": SWEEP_TASK,
+            "schedule": settings.job_sweep_seconds,
+            "options": {"expires": settings.job_sweep_seconds},
+        },
+    }
     return app

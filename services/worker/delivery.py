@@ -5,6 +5,7 @@ whose transaction is older than the oldest transaction still running (the snapsh
 every row it could ever see at or below a position is already visible: the cursor never jumps
 over a row that commits late. See docs/pipelines.md.
 """
+
 import random
 from dataclasses import dataclass
 
@@ -57,7 +58,8 @@ class Batch:
 def read_batch(conn, module: str, app_id: int, after: tuple[str, int], limit: int) -> Batch | None:
     """The next events after `after`, in (xid, id) order, only from finished transactions."""
     with conn.cursor() as cur:
-        cur.execute(f"""
+        cur.execute(
+            f"""
             SELECT r.xid::text AS row_xid, r.id,
                    EXTRACT(EPOCH FROM clock_timestamp() - r.stored_at)::float8,
                    {_DOCS[module]}::text
@@ -65,22 +67,32 @@ def read_batch(conn, module: str, app_id: int, after: tuple[str, int], limit: in
             WHERE r.app_id = %(app)s AND (r.xid, r.id) > (%(xid)s::xid8, %(id)s)
               AND r.xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
             ORDER BY r.xid, r.id
-            LIMIT %(n)s""", {"app": app_id, "xid": after[0], "id": after[1], "n": limit})
+            LIMIT %(n)s""",
+            {"app": app_id, "xid": after[0], "id": after[1], "n": limit},
+        )
         rows = cur.fetchall()
     if not rows:
         return None
-    return Batch(docs=[r[3] for r in rows], first=(rows[0][0], rows[0][1]), last=(rows[-1][0], rows[-1][1]),
-                 age=rows[0][2])
+    return Batch(
+        docs=[r[3] for r in rows],
+        first=(rows[0][0], rows[0][1]),
+        last=(rows[-1][0], rows[-1][1]),
+        age=rows[0][2],
+    )
 
 
 def mark_runner_alive(conn, owner: str, lease_seconds: float) -> None:
     """Say this runner is alive, and forget runners not seen for a lease period (they died)."""
     with conn.cursor() as cur:
         cur.execute(_NO_FLUSH)
-        cur.execute("""INSERT INTO pipeline_runners (owner, seen_at) VALUES (%s, now())
-                       ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at""", (owner,))
-        cur.execute("DELETE FROM pipeline_runners WHERE seen_at < now() - %s * interval '1 second'",
-                    (lease_seconds,))
+        cur.execute(
+            """INSERT INTO pipeline_runners (owner, seen_at) VALUES (%s, now())
+                       ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at""",
+            (owner,),
+        )
+        cur.execute(
+            "DELETE FROM pipeline_runners WHERE seen_at < now() - %s * interval '1 second'", (lease_seconds,)
+        )
 
 
 def fair_share(conn, lease_seconds: float) -> int:
@@ -89,10 +101,13 @@ def fair_share(conn, lease_seconds: float) -> int:
     The shares add up to at least the running pipelines, so every one of them has room somewhere.
     """
     with conn.cursor() as cur:
-        cur.execute("""
+        cur.execute(
+            """
             SELECT (SELECT count(*) FROM pipelines WHERE label IN ('INIT', 'READY')),
-                   (SELECT count(*) FROM pipeline_runners WHERE seen_at >= now() - %s * interval '1 second')""",
-                    (lease_seconds,))
+                   (SELECT count(*) FROM pipeline_runners
+                    WHERE seen_at >= now() - %s * interval '1 second')""",
+            (lease_seconds,),
+        )
         running, live = cur.fetchone()
     return -(-running // max(live, 1))
 
@@ -106,7 +121,8 @@ def claim(conn, owner: str, lease_seconds: float, limit: int) -> list[Pipeline]:
     """
     with conn.cursor() as cur:
         cur.execute(_NO_FLUSH)
-        cur.execute("""
+        cur.execute(
+            """
             UPDATE pipelines p
             SET lease_owner = %(owner)s, lease_expires = now() + %(lease)s * interval '1 second'
             FROM (SELECT id FROM pipelines
@@ -119,10 +135,21 @@ def claim(conn, owner: str, lease_seconds: float, limit: int) -> list[Pipeline]:
             WHERE p.id = due.id AND c.id = p.connector_id
             RETURNING p.id::text, p.app_id, p.module, p.label, p.generation,
                       p.cursor_xid::text, p.cursor_id, c.driver, c.config""",
-                    {"owner": owner, "lease": lease_seconds, "limit": limit})
-        return [Pipeline(id=r[0], app_id=r[1], module=r[2], label=r[3], generation=r[4],
-                         position=(r[5], r[6]) if r[6] is not None else ORIGIN, driver=r[7], config=r[8])
-                for r in cur.fetchall()]
+            {"owner": owner, "lease": lease_seconds, "limit": limit},
+        )
+        return [
+            Pipeline(
+                id=r[0],
+                app_id=r[1],
+                module=r[2],
+                label=r[3],
+                generation=r[4],
+                position=(r[5], r[6]) if r[6] is not None else ORIGIN,
+                driver=r[7],
+                config=r[8],
+            )
+            for r in cur.fetchall()
+        ]
 
 
 def save_position(conn, pipeline: Pipeline, owner: str, batch: Batch, lease_seconds: float) -> str | None:
@@ -133,14 +160,23 @@ def save_position(conn, pipeline: Pipeline, owner: str, batch: Batch, lease_seco
     """
     with conn.cursor() as cur:
         cur.execute(_NO_FLUSH)
-        cur.execute("""
+        cur.execute(
+            """
             UPDATE pipelines
             SET cursor_xid = %(xid)s::xid8, cursor_id = %(id)s, delivered = delivered + %(n)s, failures = 0,
                 lease_expires = now() + %(lease)s * interval '1 second'
             WHERE id = %(pipeline)s AND generation = %(generation)s AND lease_owner = %(owner)s
             RETURNING label""",
-                    {"xid": batch.last[0], "id": batch.last[1], "n": len(batch.docs), "lease": lease_seconds,
-                     "pipeline": pipeline.id, "generation": pipeline.generation, "owner": owner})
+            {
+                "xid": batch.last[0],
+                "id": batch.last[1],
+                "n": len(batch.docs),
+                "lease": lease_seconds,
+                "pipeline": pipeline.id,
+                "generation": pipeline.generation,
+                "owner": owner,
+            },
+        )
         row = cur.fetchone()
         return row[0] if row else None
 
@@ -148,9 +184,11 @@ def save_position(conn, pipeline: Pipeline, owner: str, batch: Batch, lease_seco
 def mark_ready(conn, pipeline: Pipeline, owner: str) -> bool:
     """INIT -> READY once the backfill has caught up."""
     with conn.cursor() as cur:
-        cur.execute("""UPDATE pipelines SET state = %s, label = 'READY'
+        cur.execute(
+            """UPDATE pipelines SET state = %s, label = 'READY'
                        WHERE id = %s AND generation = %s AND lease_owner = %s AND label = 'INIT'""",
-                    (Json({"label": "READY"}), pipeline.id, pipeline.generation, owner))
+            (Json({"label": "READY"}), pipeline.id, pipeline.generation, owner),
+        )
         return cur.rowcount == 1
 
 
@@ -162,15 +200,20 @@ def backoff_seconds(failures: int, ceiling: float) -> float:
 def record_failure(conn, pipeline: Pipeline, owner: str, error: str, ceiling: float) -> None:
     """Keep the error visible and schedule the retry of the same batch."""
     with conn.cursor() as cur:
-        cur.execute("SELECT failures FROM pipelines WHERE id = %s AND lease_owner = %s FOR UPDATE",
-                    (pipeline.id, owner))
+        cur.execute(
+            "SELECT failures FROM pipelines WHERE id = %s AND lease_owner = %s FOR UPDATE",
+            (pipeline.id, owner),
+        )
         row = cur.fetchone()
         if row is None:
             return
-        cur.execute("""UPDATE pipelines
+        cur.execute(
+            """UPDATE pipelines
                        SET failures = failures + 1, last_error = %s, last_error_at = now(),
                            next_attempt_at = now() + %s * interval '1 second'
-                       WHERE id = %s""", (error[:2000], backoff_seconds(row[0], ceiling), pipeline.id))
+                       WHERE id = %s""",
+            (error[:2000], backoff_seconds(row[0], ceiling), pipeline.id),
+        )
 
 
 def give_back(conn, owner: str, keep: list[str]) -> None:
@@ -181,13 +224,17 @@ def give_back(conn, owner: str, keep: list[str]) -> None:
     the cursor is on the row, so the next owner goes on from there.
     """
     with conn.cursor() as cur:
-        cur.execute("""UPDATE pipelines SET lease_owner = NULL, lease_expires = NULL
-                       WHERE lease_owner = %s AND id <> ALL(%s::uuid[])""", (owner, keep))
+        cur.execute(
+            """UPDATE pipelines SET lease_owner = NULL, lease_expires = NULL
+                       WHERE lease_owner = %s AND id <> ALL(%s::uuid[])""",
+            (owner, keep),
+        )
 
 
 def release(conn, owner: str) -> None:
     """Give up every lease of a runner that stops cleanly, so others take over at once."""
     with conn.cursor() as cur:
-        cur.execute("UPDATE pipelines SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = %s",
-                    (owner,))
+        cur.execute(
+            "UPDATE pipelines SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = %s", (owner,)
+        )
         cur.execute("DELETE FROM pipeline_runners WHERE owner = %s", (owner,))  # no longer counts in shares

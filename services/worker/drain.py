@@ -5,6 +5,7 @@ headers. Each receive of up to 10 messages is stored in one transaction; message
 after it commits. A message that cannot be stored is left alone, so SQS redelivers it and, after
 the redrive policy's receive count, parks it in the dead-letter queue.
 """
+
 import logging
 import queue
 import threading
@@ -12,18 +13,31 @@ import threading
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import envelope
 from services import aws
-from services.worker.metrics import (FAILED_MESSAGES, LAG, PAUSES, STORED_BATCHES, STORED_EVENTS,
-                                     STORED_MESSAGES)
 from services.worker.event_writer import UnknownKind, write_envelopes
+from services.worker.metrics import (
+    FAILED_MESSAGES,
+    LAG,
+    PAUSES,
+    STORED_BATCHES,
+    STORED_EVENTS,
+    STORED_MESSAGES,
+)
+from shared import envelope
 
 log = logging.getLogger("sluice.drain")
 
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, BotoCoreError, ClientError)
 # What the database or our own code says about one message's content: retrying will not help.
-REJECTED = (psycopg2.DataError, psycopg2.IntegrityError, UnknownKind, KeyError, TypeError, ValueError,
-            AttributeError)
+REJECTED = (
+    psycopg2.DataError,
+    psycopg2.IntegrityError,
+    UnknownKind,
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+)
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -33,8 +47,11 @@ class Drainer:
         self.db = db
         self.sqs = sqs or aws.client(settings, "sqs")
         self.queue_url = aws.queue_url(self.sqs, settings.events_queue)
-        self.visibility_timeout = int(self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"])
+        self.visibility_timeout = int(
+            self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])[
+                "Attributes"
+            ]["VisibilityTimeout"]
+        )
         self._delete_behind: DeleteBehind | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -71,7 +88,9 @@ class Drainer:
     def drain_once(self, wait_seconds: int = 0) -> int:
         """Receive up to 10 messages, store them, delete the stored ones; return how many."""
         messages = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait_seconds,
             AttributeNames=["SentTimestamp"],
         ).get("Messages", [])
         LAG.observe(messages)
@@ -109,8 +128,10 @@ class Drainer:
         return stored
 
     def _delete(self, messages) -> None:
-        answer = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        answer = self.sqs.delete_message_batch(
+            QueueUrl=self.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
         # A failed delete means a redelivery, which storing absorbs; count it and move on.
         for failed in answer.get("Failed", []):
             FAILED_MESSAGES.labels("delete").inc()
@@ -129,8 +150,9 @@ class DeleteBehind:
     def __init__(self, delete):
         self._delete = delete
         self._pending: queue.Queue = queue.Queue(maxsize=1)
-        self._thread = threading.Thread(target=self._loop, name=f"{threading.current_thread().name}-delete",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"{threading.current_thread().name}-delete", daemon=True
+        )
 
     def __enter__(self):
         self._thread.start()
@@ -165,8 +187,9 @@ class VisibilityExtender:
         self.visibility_timeout = visibility_timeout
         self.interval = max(0.5, visibility_timeout / 3)
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"{threading.current_thread().name}-heartbeat",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._beat, name=f"{threading.current_thread().name}-heartbeat", daemon=True
+        )
 
     def __enter__(self):
         self._thread.start()
@@ -179,9 +202,17 @@ class VisibilityExtender:
     def _beat(self) -> None:
         while not self._done.wait(self.interval):
             try:
-                answer = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.visibility_timeout}
-                    for i, m in enumerate(self.messages)])
+                answer = self.sqs.change_message_visibility_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {
+                            "Id": str(i),
+                            "ReceiptHandle": m["ReceiptHandle"],
+                            "VisibilityTimeout": self.visibility_timeout,
+                        }
+                        for i, m in enumerate(self.messages)
+                    ],
+                )
             except (BotoCoreError, ClientError) as exc:
                 log.warning("heartbeat failed, the batch may be redelivered: %s", exc)
                 continue

@@ -1,4 +1,5 @@
 """Writing envelopes' events into Postgres with COPY, idempotently on (app, batch, sequence)."""
+
 import io
 import json
 
@@ -87,23 +88,60 @@ def _copy(conn, create_sql: str, table: str, rows, merge_sql: str) -> int:
 
 def _barchart_rows(envelopes):
     for env in envelopes:
-        app_id, batch, first, received = env["app_id"], env["batch"], env["first_sequence"], env["received_ms"]
+        app_id, batch, first, received = (
+            env["app_id"],
+            env["batch"],
+            env["first_sequence"],
+            env["received_ms"],
+        )
         for i, e in enumerate(env["events"]):
-            yield (app_id, batch, first + i, e["customer"], e["product"], e["type"], e["timestamp"],
-                   _jsonb(e["context"]), received)
+            yield (
+                app_id,
+                batch,
+                first + i,
+                e["customer"],
+                e["product"],
+                e["type"],
+                e["timestamp"],
+                _jsonb(e["context"]),
+                received,
+            )
 
 
 def _moesif_rows(envelopes):
     """api_calls rows from events in the form shared.schemas.api_calls validate_moesif_events returns."""
     for env in envelopes:
-        app_id, batch, first, received = env["app_id"], env["batch"], env["first_sequence"], env["received_ms"]
+        app_id, batch, first, received = (
+            env["app_id"],
+            env["batch"],
+            env["first_sequence"],
+            env["received_ms"],
+        )
         for i, e in enumerate(env["events"]):
             req, resp = e["request"], e["response"]
-            yield (app_id, batch, first + i, req["time"], resp["time"], req["uri"], req["verb"],
-                   resp["status"], req["ip_address"], e.get("user_id"), e.get("company_id"),
-                   e.get("session_token"), e.get("direction"), e.get("weight"), e.get("transaction_id"),
-                   e.get("tags"), e.get("blocked_by"), _jsonb(e.get("metadata")), _jsonb(req),
-                   _jsonb(resp), received)
+            yield (
+                app_id,
+                batch,
+                first + i,
+                req["time"],
+                resp["time"],
+                req["uri"],
+                req["verb"],
+                resp["status"],
+                req["ip_address"],
+                e.get("user_id"),
+                e.get("company_id"),
+                e.get("session_token"),
+                e.get("direction"),
+                e.get("weight"),
+                e.get("transaction_id"),
+                e.get("tags"),
+                e.get("blocked_by"),
+                _jsonb(e.get("metadata")),
+                _jsonb(req),
+                _jsonb(resp),
+                received,
+            )
 
 
 def _store_barchart(conn, envelopes) -> int:

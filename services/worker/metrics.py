@@ -3,6 +3,7 @@
 Counters and the lag gauge are updated by the drain threads. Queue and DLQ depth are asked of SQS
 when Prometheus scrapes, so they are as fresh as the scrape and cost nothing in between.
 """
+
 import logging
 import threading
 import time
@@ -47,8 +48,9 @@ class Lag:
 
 
 LAG = Lag()
-Gauge("sluice_drain_lag_seconds", "age of the oldest message in the latest receive (0: caught up)"
-      ).set_function(LAG.seconds)
+Gauge(
+    "sluice_drain_lag_seconds", "age of the oldest message in the latest receive (0: caught up)"
+).set_function(LAG.seconds)
 
 
 class QueueDepthCollector:
@@ -70,8 +72,9 @@ class QueueDepthCollector:
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily("sluice_queue_messages", "messages in an SQS queue (approximate)",
-                                 labels=["queue", "state"])
+        return GaugeMetricFamily(
+            "sluice_queue_messages", "messages in an SQS queue (approximate)", labels=["queue", "state"]
+        )
 
     def collect(self):
         if self._sqs is None:

@@ -1,9 +1,10 @@
 """Rendering report and export jobs: rows streamed out of Postgres with COPY into files on S3.
 
 Memory stays bounded whatever the row count: COPY hands over one row at a time and a file holds at
-most two multipart parts in memory (one filling, one uploading). A file is visible (a row in render_files, a link) only once its
-upload completed, in the transaction that finishes the job.
+most two multipart parts in memory (one filling, one uploading). A file is visible (a row in
+render_files, a link) only once its upload completed, in the transaction that finishes the job.
 """
+
 import logging
 import threading
 import time
@@ -45,7 +46,8 @@ COPY (
                              'timestamp', timestamp, 'context', context,
                              'batch', batch, 'sequence', sequence)
     FROM events WHERE app_id = %(app_id)s ORDER BY id
-) """ + _JSONL,
+) """
+    + _JSONL,
     "ApiCall": """
 COPY (
     SELECT json_build_object('request', request, 'response', response, 'user_id', user_id,
@@ -54,7 +56,8 @@ COPY (
                              'transaction_id', transaction_id, 'tags', tags, 'metadata', metadata,
                              'blocked_by', blocked_by, 'batch', batch, 'sequence', sequence)
     FROM api_calls WHERE app_id = %(app_id)s ORDER BY id
-) """ + _JSONL,
+) """
+    + _JSONL,
 }
 
 CSV_HEADER = (",".join(REPORT_COLUMNS) + "\n").encode()
@@ -159,22 +162,42 @@ def job_prefix(job: render_jobs.Job) -> str:
 def _opener(settings, s3, job: render_jobs.Job):
     prefix = job_prefix(job)
     if job.kind == "report":
+
         def open_report(part):
-            return S3File(s3, settings.exports_bucket, f"{prefix}{SOURCE_PREFIX}{job.id}.csv",
-                          settings.render_part_bytes, "text/csv; charset=utf-8", header=CSV_HEADER)
+            return S3File(
+                s3,
+                settings.exports_bucket,
+                f"{prefix}{SOURCE_PREFIX}{job.id}.csv",
+                settings.render_part_bytes,
+                "text/csv; charset=utf-8",
+                header=CSV_HEADER,
+            )
+
         return open_report
 
     def open_export(part):
-        return S3File(s3, settings.exports_bucket, f"{prefix}{job.id}-{part}.jsonl",
-                      settings.render_part_bytes, "application/x-ndjson")
+        return S3File(
+            s3,
+            settings.exports_bucket,
+            f"{prefix}{job.id}-{part}.jsonl",
+            settings.render_part_bytes,
+            "application/x-ndjson",
+        )
+
     return open_export
 
 
 def _statement(settings, job: render_jobs.Job) -> tuple[str, dict]:
     if job.kind == "report":
         f = job.filter
-        return REPORT_SQL, {"app_id": job.app_id, "customer": f.get("customer"), "product": f.get("product"),
-                            "start": f.get("start"), "end": f.get("end"), "limit": settings.report_max_rows + 1}
+        return REPORT_SQL, {
+            "app_id": job.app_id,
+            "customer": f.get("customer"),
+            "product": f.get("product"),
+            "start": f.get("start"),
+            "end": f.get("end"),
+            "limit": settings.report_max_rows + 1,
+        }
     return EXPORT_SQL[job.entity_type], {"app_id": job.app_id}
 
 
@@ -191,7 +214,9 @@ def run(settings, db, s3, job_id: str) -> str | None:
         with db.connection() as conn:
             return render_jobs.heartbeat(conn, job, rows)
 
-    sink = RowSink(_opener(settings, s3, job), settings.export_file_max_bytes if job.kind == "export" else None)
+    sink = RowSink(
+        _opener(settings, s3, job), settings.export_file_max_bytes if job.kind == "export" else None
+    )
     watchdog = RenderWatchdog(beat, sink, settings.job_heartbeat_seconds, settings.render_max_seconds)
     sql, params = _statement(settings, job)
     status, error, files = "done", None, []
@@ -212,10 +237,19 @@ def run(settings, db, s3, job_id: str) -> str | None:
         log.exception("job %s failed", job.id)
         status, error = "failed", f"{type(exc).__name__}: {exc}"[:500]
 
-    rows = [render_jobs.FileRow(n, f.key, f.size_bytes, f.row_count, f.sha256) for n, f in enumerate(files, 1)]
+    rows = [
+        render_jobs.FileRow(n, f.key, f.size_bytes, f.row_count, f.sha256) for n, f in enumerate(files, 1)
+    ]
     with db.connection() as conn:
-        finished = render_jobs.finish(conn, job, status, sink.rows, rows,
-                               settings.export_expiry_seconds if job.kind == "export" else None, error)
+        finished = render_jobs.finish(
+            conn,
+            job,
+            status,
+            sink.rows,
+            rows,
+            settings.export_expiry_seconds if job.kind == "export" else None,
+            error,
+        )
     if not finished:
         log.warning("job %s: lost its claim before finishing; another attempt owns it", job.id)
         return None
@@ -223,7 +257,9 @@ def run(settings, db, s3, job_id: str) -> str | None:
     return status
 
 
-def _copy_out(database_url: str, sql: str, params: dict, sink, watchdog: RenderWatchdog | None = None) -> None:
+def _copy_out(
+    database_url: str, sql: str, params: dict, sink, watchdog: RenderWatchdog | None = None
+) -> None:
     # A connection of its own: a COPY stopped half-way leaves it unusable, so it is never pooled.
     conn = psycopg2.connect(database_url)
     try:

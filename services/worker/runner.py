@@ -6,6 +6,7 @@ Each round a runner holds at most its fair share of the running pipelines and gi
 so adding workers spreads delivery over them.
 A runner wakes on NOTIFY (rows stored, a pipeline started) and at least every poll interval.
 """
+
 import logging
 import os
 import select
@@ -50,8 +51,12 @@ class Runner:
             except Exception as exc:  # Postgres away, or a bug: keep the thread, slow down, say why
                 self._close_listener()
                 delay = min(30.0, max(0.5, delay * 2))
-                log.warning("pipeline runner paused %.1fs: %r", delay, exc,
-                            exc_info=not isinstance(exc, psycopg2.OperationalError))
+                log.warning(
+                    "pipeline runner paused %.1fs: %r",
+                    delay,
+                    exc,
+                    exc_info=not isinstance(exc, psycopg2.OperationalError),
+                )
                 stop.wait(delay)
         try:
             with self.transaction() as conn:
@@ -102,12 +107,18 @@ class Runner:
                 FAILED.labels(pipeline.driver).inc()
                 log.warning("pipeline %s: delivery failed: %s", pipeline.id, exc)
                 with self.transaction() as conn:
-                    delivery.record_failure(conn, pipeline, self.owner, str(exc) or repr(exc),
-                                            self.settings.pipeline_retry_max_seconds)
+                    delivery.record_failure(
+                        conn,
+                        pipeline,
+                        self.owner,
+                        str(exc) or repr(exc),
+                        self.settings.pipeline_retry_max_seconds,
+                    )
                 return False
             with self.transaction() as conn:
-                label = delivery.save_position(conn, pipeline, self.owner, batch,
-                                               self.settings.pipeline_lease_seconds)
+                label = delivery.save_position(
+                    conn, pipeline, self.owner, batch, self.settings.pipeline_lease_seconds
+                )
             DELIVERED.labels(pipeline.driver).inc(len(batch.docs))
             if label not in ("INIT", "READY"):
                 return False  # paused, stopped, reset, deleted, or taken over

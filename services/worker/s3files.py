@@ -1,4 +1,5 @@
 """Writing a file to S3 as a stream: parts go up as they fill, so memory stays at two parts."""
+
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,15 +51,22 @@ class S3File:
     def _upload_part(self) -> None:
         if self._upload_id is None:
             self._upload_id = self.s3.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ContentType=self.content_type)["UploadId"]
+                Bucket=self.bucket, Key=self.key, ContentType=self.content_type
+            )["UploadId"]
             self._uploader = ThreadPoolExecutor(1, thread_name_prefix="sluice-upload")
         body, self._buf = self._buf, bytearray()  # handed over whole, not copied
         self._sent += len(body)
         self._sha.update(body)
         self._wait()
         number = len(self._parts) + 1
-        self._in_flight = self._uploader.submit(self.s3.upload_part, Bucket=self.bucket, Key=self.key,
-                                                UploadId=self._upload_id, PartNumber=number, Body=body)
+        self._in_flight = self._uploader.submit(
+            self.s3.upload_part,
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=body,
+        )
         self._parts.append({"ETag": None, "PartNumber": number})
 
     def _wait(self) -> None:
@@ -77,8 +85,12 @@ class S3File:
                 self._upload_part()
             self._wait()
             self._uploader.shutdown()
-            self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                                              MultipartUpload={"Parts": self._parts})
+            self.s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
         return UploadedFile(self.key, self.size, self.rows, self._sha.hexdigest())
 
     def abort(self) -> None:

@@ -3,6 +3,7 @@
 `celery worker` stays the one process operators scale: besides Celery's task pool it drains SQS
 and runs the pipeline delivery loops, each a set of threads that stop on warm shutdown (SIGTERM).
 """
+
 import logging
 import threading
 
@@ -30,8 +31,9 @@ class ThreadsStep(bootsteps.StartStopStep):
 
     def start(self, worker):
         for n, target in enumerate(self.targets(worker.app.conf.sluice_settings)):
-            thread = threading.Thread(target=target, args=(self.stop_event,),
-                                      name=f"sluice-{self.label}-{n}", daemon=True)
+            thread = threading.Thread(
+                target=target, args=(self.stop_event,), name=f"sluice-{self.label}-{n}", daemon=True
+            )
             thread.start()
             self.threads.append(thread)
         log.info("started %d %s threads", len(self.threads), self.label)
@@ -55,8 +57,9 @@ class DrainStep(ThreadsStep):
         from services.worker.drain import Drainer
 
         if settings.worker_metrics_port:
-            self.metrics_server = metrics.serve(settings, settings.worker_metrics_port,
-                                                settings.worker_metrics_host)
+            self.metrics_server = metrics.serve(
+                settings, settings.worker_metrics_port, settings.worker_metrics_host
+            )
         db = Database(settings.database_url, maxconn=settings.drain_threads + 1)
         return [Drainer(settings, db).run for _ in range(settings.drain_threads)]
 

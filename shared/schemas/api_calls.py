@@ -7,7 +7,8 @@ document's table but the client never sends it, so it is accepted and not requir
 A loaded event is the envelope's event form for kind "moesif": the same JSON the client sent,
 unknown keys dropped, times normalised to ISO 8601 in UTC ("2016-08-16T09:21:56.998000Z").
 """
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
@@ -27,8 +28,8 @@ class IsoTime(fields.Field):
         except ValueError:
             raise self.make_error("invalid") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Jsonish(fields.Raw):

@@ -1,4 +1,5 @@
 """Barchart events contract (reference 000): Event in, EventFull out."""
+
 from marshmallow import Schema, ValidationError, fields, validate
 
 
@@ -27,7 +28,7 @@ event_schema = EventSchema()
 def validate_events(items) -> list[dict]:
     """Validate a list of events; raises ValidationError whose keys are the batch indices."""
     if not isinstance(items, list):
-        raise ValidationError({"body": ["Expected a JSON array of events or {\"events\": [...]}."]})
+        raise ValidationError({"body": ['Expected a JSON array of events or {"events": [...]}.']})
     if all(_plainly_valid(item) for item in items):
         return items  # what load() would return, ten times faster on the ingest hot path
     return event_schema.load(items, many=True)  # the schema names what is wrong, and where
@@ -38,11 +39,18 @@ _NAMES = frozenset(EventSchema._declared_fields)
 
 def _plainly_valid(item) -> bool:
     """True only for an event EventSchema would load unchanged; anything else goes to the schema."""
-    return (type(item) is dict and item.keys() == _NAMES
-            and all(type(item[name]) is str and 1 <= len(item[name]) <= 256
-                    for name in ("customer", "product", "type"))
-            and type(item["timestamp"]) is int and item["timestamp"] >= 0
-            and type(item["context"]) is list and all(type(c) is str for c in item["context"]))
+    return (
+        type(item) is dict
+        and item.keys() == _NAMES
+        and all(
+            type(item[name]) is str and 1 <= len(item[name]) <= 256
+            for name in ("customer", "product", "type")
+        )
+        and type(item["timestamp"]) is int
+        and item["timestamp"] >= 0
+        and type(item["context"]) is list
+        and all(type(c) is str for c in item["context"])
+    )
 
 
 def event_full(event: dict, batch: str, sequence: int) -> dict:

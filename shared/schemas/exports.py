@@ -1,6 +1,7 @@
 """Mews connector exports contract (reference 002): exports/add, exports/getAll and the Export."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
@@ -30,13 +31,20 @@ class _Request(Schema):
 
 
 class ExportAddSchema(_Request):
-    EntityType = fields.String(required=True, validate=validate.OneOf(
-        ENTITY_TYPES, error="Unknown EntityType; one of: " + ", ".join(ENTITY_TYPES) + "."))
+    EntityType = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            ENTITY_TYPES, error="Unknown EntityType; one of: " + ", ".join(ENTITY_TYPES) + "."
+        ),
+    )
 
 
 class ExportGetAllSchema(_Request):
-    ExportIds = fields.List(fields.String(), required=True, validate=validate.Length(
-        max=MAX_EXPORT_IDS, error=f"At most {MAX_EXPORT_IDS} ExportIds."))
+    ExportIds = fields.List(
+        fields.String(),
+        required=True,
+        validate=validate.Length(max=MAX_EXPORT_IDS, error=f"At most {MAX_EXPORT_IDS} ExportIds."),
+    )
 
 
 export_add_schema = ExportAddSchema()
@@ -55,11 +63,18 @@ def valid_ids(ids: list[str]) -> list[str]:
 
 
 def utc_text(moment: datetime | None) -> str | None:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
-def export_body(job_id: str, status: str, entity_type: str, expires_at: datetime | None,
-                files: list[tuple[str, int]], rows_written: int, now: datetime) -> dict:
+def export_body(
+    job_id: str,
+    status: str,
+    entity_type: str,
+    expires_at: datetime | None,
+    files: list[tuple[str, int]],
+    rows_written: int,
+    now: datetime,
+) -> dict:
     """The Export object. A Success past its ExpiresUtc reads Expired even before the sweep ran,
     and only a Success lists files (Url, SizeInBytes). `Progress.Rows` (ours, not the document's)
     counts entities written so far."""
@@ -71,7 +86,8 @@ def export_body(job_id: str, status: str, entity_type: str, expires_at: datetime
         "Status": wire.value,
         "EntityType": entity_type,
         "Files": [{"Url": url, "SizeInBytes": size} for url, size in files]
-        if wire is ExportStatus.SUCCESS else [],
+        if wire is ExportStatus.SUCCESS
+        else [],
         "ExpiresUtc": utc_text(expires_at),
         "Progress": {"Rows": rows_written},
     }

@@ -4,6 +4,7 @@ A connector is a destination: `driver` plus a `config` validated by that driver'
 pipeline streams one module (a stored event stream) to one connector. This module holds the wire
 shapes and the state machine; it knows nothing of HTTP or of the database.
 """
+
 import base64
 import binascii
 import json
@@ -49,8 +50,9 @@ class BatchingSchema(_Strict):
 
 class HttpConfigSchema(_Strict):
     url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
-    headers = fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.String(),
-                          load_default=dict)
+    headers = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1)), values=fields.String(), load_default=dict
+    )
     batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))
 
 
@@ -66,8 +68,12 @@ class EmptyConfigSchema(_Strict):
     batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))
 
 
-DRIVER_CONFIGS = {"http": HttpConfigSchema, "s3": S3ConfigSchema, "stdout": EmptyConfigSchema,
-                  "noop": EmptyConfigSchema}
+DRIVER_CONFIGS = {
+    "http": HttpConfigSchema,
+    "s3": S3ConfigSchema,
+    "stdout": EmptyConfigSchema,
+    "noop": EmptyConfigSchema,
+}
 
 
 class ConnectorConfigurationSchema(_Strict):
@@ -102,6 +108,7 @@ def load_pipeline(body) -> dict:
 
 
 # --- the state machine -------------------------------------------------------------------------
+
 
 class TransitionNotAllowed(ValueError):
     pass
@@ -142,6 +149,7 @@ ACTIONS = ("pause", "resume", "start", "stop", "reset")
 
 # --- cursors -------------------------------------------------------------------------------------
 
+
 def encode_token(data: dict) -> str:
     """An opaque page or position token: base64 of compact JSON."""
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
@@ -174,5 +182,12 @@ def _nested_state(state: dict) -> dict:
 
 
 def page(rows: list[dict], page_size: int, has_more: bool, previous: str, next_: str) -> dict:
-    return {"cursor": {"pageSize": page_size, "hasMore": has_more, "previous": previous, "next": next_,
-                       "data": rows}}
+    return {
+        "cursor": {
+            "pageSize": page_size,
+            "hasMore": has_more,
+            "previous": previous,
+            "next": next_,
+            "data": rows,
+        }
+    }

@@ -1,6 +1,7 @@
 """Barchart reports contract (reference 000): the report request and the Job answer."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -63,7 +64,7 @@ report_request_schema = ReportRequestSchema()
 def load_report_request(body) -> dict:
     """The normalised filter of a POST /reports body; raises ValidationError naming the field."""
     if not isinstance(body, dict):
-        raise ValidationError({"body": ["Expected a JSON object with an optional \"filter\"."]})
+        raise ValidationError({"body": ['Expected a JSON object with an optional "filter".']})
     return report_request_schema.load(body)["filter"]
 
 
@@ -72,14 +73,14 @@ def parse_source(source: str) -> str | None:
     if not source.startswith(SOURCE_PREFIX):
         return None
     try:
-        return str(uuid.UUID(source[len(SOURCE_PREFIX):]))
+        return str(uuid.UUID(source[len(SOURCE_PREFIX) :]))
     except ValueError:
         return None
 
 
 def job_body(job_id: str, status: str, report_filter: dict, created_at: datetime, rows_written: int) -> dict:
     """The Job object. `progress.rows` (ours, not the document's) counts rows written so far."""
-    created = created_at.astimezone(timezone.utc)
+    created = created_at.astimezone(UTC)
     return {
         "job": job_id,
         "source": SOURCE_PREFIX + job_id,

@@ -1,4 +1,5 @@
 """Start the real processes (gunicorn, celery) on free ports for end-to-end tests."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,14 @@ class Service:
     def __init__(self, name, cmd, env, log_dir, port=None):
         self.name, self.port = name, port
         self.log = log_dir / f"{name}.log"
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(self.log, "ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=ROOT,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         if port:
             devstack.wait_until(self._healthy, 60, name, self.proc)
 
@@ -40,20 +47,44 @@ class Service:
 
 def gunicorn(name, module, env, log_dir):
     port = devstack.free_port()
-    cmd = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
-           f"services.{module}.app:create_app()"]
+    cmd = [
+        str(BIN / "gunicorn"),
+        "-c",
+        "deploy/gunicorn.conf.py",
+        "-b",
+        f"127.0.0.1:{port}",
+        f"services.{module}.app:create_app()",
+    ]
     return Service(name, cmd, env, log_dir, port)
 
 
 def celery_worker(env, log_dir, name="worker"):
-    cmd = [str(BIN / "celery"), "-A", "services.worker.main", "worker", "-l", "INFO", "-c", "1",
-           "-n", f"{name}@%h"]
+    cmd = [
+        str(BIN / "celery"),
+        "-A",
+        "services.worker.main",
+        "worker",
+        "-l",
+        "INFO",
+        "-c",
+        "1",
+        "-n",
+        f"{name}@%h",
+    ]
     return Service(name, cmd, env, log_dir)
 
 
 def celery_beat(env, log_dir):
-    cmd = [str(BIN / "celery"), "-A", "services.worker.main", "beat", "-l", "INFO",
-           "-s", str(log_dir / "celerybeat-schedule")]
+    cmd = [
+        str(BIN / "celery"),
+        "-A",
+        "services.worker.main",
+        "beat",
+        "-l",
+        "INFO",
+        "-s",
+        str(log_dir / "celerybeat-schedule"),
+    ]
     return Service("beat", cmd, env, log_dir)
 
 
@@ -62,8 +93,11 @@ def services(stack, names, provisioned, tmp_path):
     """A factory for real service processes; everything it started is stopped afterwards."""
     started = []
     # Workers serve no metrics port unless a test asks: several may run at once.
-    env = stack.env(**{"SLUICE_" + k.upper(): v for k, v in names.items()}, SLUICE_DRAIN_WAIT_SECONDS=1,
-                    SLUICE_WORKER_METRICS_PORT=0)
+    env = stack.env(
+        **{"SLUICE_" + k.upper(): v for k, v in names.items()},
+        SLUICE_DRAIN_WAIT_SECONDS=1,
+        SLUICE_WORKER_METRICS_PORT=0,
+    )
 
     class Factory:
         environ = env

@@ -1,6 +1,7 @@
 """A person's whole login on the real control API under gunicorn, with mail through an SMTP sink;
 then the keys they manage stop working at the real ingest API within its key cache time.
 """
+
 from urllib.parse import urlsplit
 
 import requests
@@ -34,17 +35,21 @@ def test_login_by_mail_then_revoked_keys_and_deleted_apps_stop_working_at_ingest
         assert me.status_code == 200 and me.json()["email"] == pat.email
 
         # They make an app and a key, and events flow.
-        app_id = browser.post(control.url + "/api/1/app",
-                              json={"org_id": pat.org_id, "app_name": "shop"}, timeout=10).json()["app_id"]
+        app_id = browser.post(
+            control.url + "/api/1/app", json={"org_id": pat.org_id, "app_name": "shop"}, timeout=10
+        ).json()["app_id"]
         key = browser.post(f"{control.url}/api/1/app/{app_id}/key", timeout=10).json()
 
         def ingest_status(app, api_key):
-            return requests.post(ingest.url + "/events", json=[EVENT], auth=(str(app), api_key),
-                                 timeout=10).status_code
+            return requests.post(
+                ingest.url + "/events", json=[EVENT], auth=(str(app), api_key), timeout=10
+            ).status_code
 
         assert ingest_status(app_id, key["api_key"]) == 200
-        assert browser.delete(f"{control.url}/api/1/app/{app_id}/key/{key['key_id']}",
-                              timeout=10).status_code == 200
+        assert (
+            browser.delete(f"{control.url}/api/1/app/{app_id}/key/{key['key_id']}", timeout=10).status_code
+            == 200
+        )
         wait_for(lambda: ingest_status(app_id, key["api_key"]) == 401, 15, "revoked key refused at ingest")
 
         assert ingest_status(pat.app_id, pat.api_key) == 200

@@ -3,6 +3,7 @@
 N events posted must become exactly N rows: after SIGKILL mid-batch, with two workers racing, after
 SIGTERM, and across a Postgres outage.
 """
+
 import os
 import re
 import signal
@@ -14,8 +15,8 @@ import requests
 
 from devtools import devstack
 from services import aws, tenancy
-from services.settings import CommonSettings
 from services.migrations import upgrade
+from services.settings import CommonSettings
 from tests.factories import BARCHART_EVENT
 from tests.helpers import depth, query, set_redrive, wait_for
 
@@ -27,15 +28,18 @@ NO_METRICS = {"SLUICE_WORKER_METRICS_PORT": "0"}
 def sqs(stack, names, provisioned):
     client = aws.client(stack.settings(CommonSettings, **names), "sqs")
     # Messages a killed worker held come back in 5 s rather than 30 s.
-    set_redrive(client, provisioned["queue_url"], provisioned["dlq_url"], max_receives=5, visibility_timeout=5)
+    set_redrive(
+        client, provisioned["queue_url"], provisioned["dlq_url"], max_receives=5, visibility_timeout=5
+    )
     return client
 
 
 def post(ingest, tenant, requests_count: int) -> int:
     app_id, key = tenant
     for _ in range(requests_count):
-        resp = requests.post(ingest.url + "/events", json=[BARCHART_EVENT] * PER_REQUEST,
-                             auth=(str(app_id), key), timeout=10)
+        resp = requests.post(
+            ingest.url + "/events", json=[BARCHART_EVENT] * PER_REQUEST, auth=(str(app_id), key), timeout=10
+        )
         assert resp.status_code == 200, resp.text
     return requests_count * PER_REQUEST
 
@@ -53,11 +57,16 @@ def settle(sqs, provisioned, database_url, app_id, expected: int) -> None:
 
 
 def blocked_inserts(database_url) -> int:
-    return query(database_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                               "AND query LIKE '%%INSERT INTO events%%'")[0][0]
+    return query(
+        database_url,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%%INSERT INTO events%%'",
+    )[0][0]
 
 
-def test_sigkill_mid_batch_loses_nothing_and_a_new_worker_stores_exactly_n(stack, services, tenant, sqs, provisioned):
+def test_sigkill_mid_batch_loses_nothing_and_a_new_worker_stores_exactly_n(
+    stack, services, tenant, sqs, provisioned
+):
     ingest, worker = services.ingest(), services.worker(**NO_METRICS)
     app_id = tenant[0]
     n = post(ingest, tenant, 10)
@@ -91,11 +100,14 @@ def metric(text: str, name: str, **labels) -> float:
     return total
 
 
-def test_two_workers_at_once_store_each_event_once_and_report_it_in_their_metrics(stack, services, tenant, sqs,
-                                                                                  provisioned):
+def test_two_workers_at_once_store_each_event_once_and_report_it_in_their_metrics(
+    stack, services, tenant, sqs, provisioned
+):
     ports = [devstack.free_port(), devstack.free_port()]
-    workers = [services.worker(f"w{i}", SLUICE_WORKER_METRICS_PORT=str(port), SLUICE_WORKER_METRICS_HOST="127.0.0.1")
-               for i, port in enumerate(ports)]
+    workers = [
+        services.worker(f"w{i}", SLUICE_WORKER_METRICS_PORT=str(port), SLUICE_WORKER_METRICS_HOST="127.0.0.1")
+        for i, port in enumerate(ports)
+    ]
     ingest = services.ingest()
     n = post(ingest, tenant, 40)
     settle(sqs, provisioned, stack.database_url, tenant[0], n)
@@ -105,12 +117,13 @@ def test_two_workers_at_once_store_each_event_once_and_report_it_in_their_metric
             return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         except requests.RequestException:
             return ""
+
     texts = [wait_for(lambda p=p: scrape(p), 30, "worker metrics") for p in ports]
     assert sum(metric(t, "sluice_drain_events_stored_total") for t in texts) == n
     assert sum(metric(t, "sluice_drain_messages_stored_total") for t in texts) >= 40
     for text in texts:
         assert metric(text, "sluice_queue_messages", queue="events", state="visible") == 0
-        assert "sluice_queue_messages{queue=\"dlq\",state=\"visible\"} 0.0" in text
+        assert 'sluice_queue_messages{queue="dlq",state="visible"} 0.0' in text
         assert "sluice_drain_lag_seconds" in text and "sluice_drain_messages_failed_total" in text
     assert all(w.proc.poll() is None for w in workers)
 
@@ -137,7 +150,9 @@ def fast_stop(proc):
         proc.wait(30)
 
 
-def test_postgres_stopped_during_a_drain_loses_nothing_and_the_worker_catches_up(stack, services, sqs, provisioned):
+def test_postgres_stopped_during_a_drain_loses_nothing_and_the_worker_catches_up(
+    stack, services, sqs, provisioned
+):
     # A Postgres of this test's own, so stopping it disturbs no other test. Under the stack's
     # root, which the postgres user can reach.
     port, data_dir = devstack.free_port(), stack.root / f"pg-{uuid.uuid4().hex[:8]}"

@@ -1,6 +1,7 @@
 """The ingest API under gunicorn: the real moesifapi client, and keys that outlive Postgres."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -8,9 +9,9 @@ import requests
 from devtools import devstack
 from services import aws, tenancy
 from services.database import Database
+from services.migrations import upgrade
 from services.settings import CommonSettings
 from shared import envelope
-from services.migrations import upgrade
 from tests.factories import barchart_event
 from tests.helpers import query, wait_for
 
@@ -23,8 +24,9 @@ def queued(stack, names) -> list[dict]:
     url = aws.queue_url(sqs, names["events_queue"])
     found = []
     while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                  VisibilityTimeout=30).get("Messages", [])
+        got = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=30
+        ).get("Messages", [])
         if not got:
             return found
         found += [envelope.decode(m["Body"]) for m in got]
@@ -34,6 +36,7 @@ def queued(stack, names) -> list[dict]:
 def moesif_client():
     from moesifapi.configuration import Configuration
     from moesifapi.moesif_api_client import MoesifAPIClient
+
     saved = Configuration.BASE_URI, Configuration.application_id
     yield lambda base_uri, key: (setattr(Configuration, "BASE_URI", base_uri), MoesifAPIClient(key).api)[1]
     Configuration.BASE_URI, Configuration.application_id = saved
@@ -42,16 +45,25 @@ def moesif_client():
 def test_the_real_moesifapi_client_posts_events_and_batches(stack, names, services, tenant, moesif_client):
     from moesifapi.exceptions.api_exception import APIException
     from moesifapi.models import EventModel, EventRequestModel, EventResponseModel
+
     ingest = services.ingest()
     app_id, key = tenant
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
 
     def event(i):
         return EventModel(
-            request=EventRequestModel(time=now, uri=f"https://api.acme.test/items/{i}", verb="GET",
-                                      ip_address="203.0.113.9", headers={"Accept": "*/*"}),
+            request=EventRequestModel(
+                time=now,
+                uri=f"https://api.acme.test/items/{i}",
+                verb="GET",
+                ip_address="203.0.113.9",
+                headers={"Accept": "*/*"},
+            ),
             response=EventResponseModel(time=now, status=200, headers={}, body={"id": i}),
-            user_id="u-1", direction="Incoming", metadata={"i": i})
+            user_id="u-1",
+            direction="Incoming",
+            metadata={"i": i},
+        )
 
     api = moesif_client(ingest.url, key)
     api.create_event(event(0))  # raises APIException unless the answer is 2xx
@@ -68,16 +80,24 @@ def test_the_real_moesifapi_client_posts_events_and_batches(stack, names, servic
 
 
 def test_known_keys_keep_posting_across_processes_with_postgres_stopped(stack, names, services):
-    pg_proc, pg_url = devstack.start_postgres(stack.root / f"pg-{uuid.uuid4().hex[:8]}", devstack.free_port(),
-                                              durable=False)
+    pg_proc, pg_url = devstack.start_postgres(
+        stack.root / f"pg-{uuid.uuid4().hex[:8]}", devstack.free_port(), durable=False
+    )
     try:
         upgrade(pg_url)
         db = Database(pg_url, maxconn=2)
         with db.connection() as conn:
             app_id = tenancy.create_app(conn, tenancy.create_org(conn, "org"), "app")
-            (_, known), (revoked_id, revoked) = tenancy.create_key(conn, app_id), tenancy.create_key(conn, app_id)
-        env = {"SLUICE_DATABASE_URL": pg_url, "SLUICE_KEY_CACHE_SECONDS": "1", "SLUICE_WEB_WORKERS": "2",
-               "SLUICE_KEY_SNAPSHOT_PATH": str(stack.root / f"keys-{uuid.uuid4().hex[:8]}.json")}
+            (_, known), (revoked_id, revoked) = (
+                tenancy.create_key(conn, app_id),
+                tenancy.create_key(conn, app_id),
+            )
+        env = {
+            "SLUICE_DATABASE_URL": pg_url,
+            "SLUICE_KEY_CACHE_SECONDS": "1",
+            "SLUICE_WEB_WORKERS": "2",
+            "SLUICE_KEY_SNAPSHOT_PATH": str(stack.root / f"keys-{uuid.uuid4().hex[:8]}.json"),
+        }
         ingest = services.ingest(**env)
 
         def post(key):  # a new connection each time, so both gunicorn processes answer some
@@ -113,20 +133,38 @@ def test_known_keys_keep_posting_across_processes_with_postgres_stopped(stack, n
 def test_moesif_calls_from_the_real_client_land_in_postgres_once(stack, services, tenant, moesif_client):
     """The Moesif path end to end: moesifapi -> gunicorn ingest -> SQS -> celery worker -> api_calls."""
     from moesifapi.models import EventModel, EventRequestModel, EventResponseModel
+
     ingest, _ = services.ingest(), services.worker()
     app_id, key = tenant
     when = datetime(2024, 5, 1, 12, 0, 0, 250000)  # naive, as the client sends it: taken as UTC
-    calls = [EventModel(request=EventRequestModel(time=when, uri=f"https://api.acme.test/v/{i}", verb="POST",
-                                                  ip_address="198.51.100.4", body={"n": i}),
-                        response=EventResponseModel(time=when, status=201 + i),
-                        user_id=f"user-{i}", company_id=None, weight=None)
-             for i in range(3)]
+    calls = [
+        EventModel(
+            request=EventRequestModel(
+                time=when,
+                uri=f"https://api.acme.test/v/{i}",
+                verb="POST",
+                ip_address="198.51.100.4",
+                body={"n": i},
+            ),
+            response=EventResponseModel(time=when, status=201 + i),
+            user_id=f"user-{i}",
+            company_id=None,
+            weight=None,
+        )
+        for i in range(3)
+    ]
     moesif_client(ingest.url, key).create_events_batch(calls)
 
     def stored():
-        return query(stack.database_url, """SELECT uri, verb, status, user_id, company_id, request->'body',
+        return query(
+            stack.database_url,
+            """SELECT uri, verb, status, user_id, company_id, request->'body',
                                                    request_time = '2024-05-01T12:00:00.25Z'
-                                            FROM api_calls WHERE app_id = %s ORDER BY sequence""", (app_id,))
+                                            FROM api_calls WHERE app_id = %s ORDER BY sequence""",
+            (app_id,),
+        )
+
     rows = wait_for(lambda: len(stored()) == 3 and stored(), 60, "Moesif calls in Postgres")
-    assert rows == [(f"https://api.acme.test/v/{i}", "POST", 201 + i, f"user-{i}", None, {"n": i}, True)
-                    for i in range(3)]
+    assert rows == [
+        (f"https://api.acme.test/v/{i}", "POST", 201 + i, f"user-{i}", None, {"n": i}, True) for i in range(3)
+    ]

@@ -1,5 +1,7 @@
 """Pipelines end to end: events POSTed to ingest, stored by a celery worker, delivered by the worker
 fleet to a real HTTP receiver and a moto S3 bucket, through every state change and a SIGKILL."""
+
+import itertools
 import json
 import os
 import signal
@@ -34,17 +36,26 @@ class Client:
         assert resp.status_code == 200, resp.text
 
     def pipeline_to(self, driver, config):
-        resp = requests.post(self.control.url + "/connectors", json={"driver": driver, "config": config},
-                             auth=self.auth, timeout=10)
+        resp = requests.post(
+            self.control.url + "/connectors",
+            json={"driver": driver, "config": config},
+            auth=self.auth,
+            timeout=10,
+        )
         assert resp.status_code == 201, resp.text
-        resp = requests.post(self.control.url + "/pipelines",
-                             json={"module": "events", "connectorID": resp.json()["data"]["id"]},
-                             auth=self.auth, timeout=10)
+        resp = requests.post(
+            self.control.url + "/pipelines",
+            json={"module": "events", "connectorID": resp.json()["data"]["id"]},
+            auth=self.auth,
+            timeout=10,
+        )
         assert resp.status_code == 201, resp.text
         return resp.json()["data"]["id"]
 
     def act(self, pipeline_id, action):
-        resp = requests.post(f"{self.control.url}/pipelines/{pipeline_id}/{action}", auth=self.auth, timeout=10)
+        resp = requests.post(
+            f"{self.control.url}/pipelines/{pipeline_id}/{action}", auth=self.auth, timeout=10
+        )
         assert resp.status_code == 202, resp.text
 
     def label(self, pipeline_id):
@@ -53,8 +64,14 @@ class Client:
 
 
 def stored(stack, app_id) -> list[tuple[str, int]]:
-    return [(b, s) for b, s in query(stack.database_url, "SELECT batch::text, sequence FROM events "
-                                     "WHERE app_id = %s ORDER BY xid, id", (app_id,))]
+    return [
+        (b, s)
+        for b, s in query(
+            stack.database_url,
+            "SELECT batch::text, sequence FROM events WHERE app_id = %s ORDER BY xid, id",
+            (app_id,),
+        )
+    ]
 
 
 def keys(events) -> list[tuple[str, int]]:
@@ -66,7 +83,8 @@ def wait_stored(stack, app_id, n):
 
 
 def test_every_stored_event_reaches_http_and_s3_through_pause_resume_stop_start_and_reset(
-        stack, names, services, tenant, receiver):
+    stack, names, services, tenant, receiver
+):
     client = Client(services.ingest(), services.control(), tenant)
     services.worker(**FAST)
     app_id = tenant[0]
@@ -80,11 +98,16 @@ def test_every_stored_event_reaches_http_and_s3_through_pause_resume_stop_start_
 
     def in_s3():
         objects = s3.list_objects_v2(Bucket=bucket, Prefix="sluice/").get("Contents", [])
-        return {(e["batch"], e["sequence"]) for o in objects
-                for e in map(json.loads, s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().splitlines())}
+        return {
+            (e["batch"], e["sequence"])
+            for o in objects
+            for e in map(json.loads, s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().splitlines())
+        }
 
     def arrived(n):
-        return lambda: set(keys(receiver.events())) == set(stored(stack, app_id)) and len(stored(stack, app_id)) == n
+        return lambda: (
+            set(keys(receiver.events())) == set(stored(stack, app_id)) and len(stored(stack, app_id)) == n
+        )
 
     wait_for(arrived(20), 30, "backfill over http")
     assert keys(receiver.events()) == stored(stack, app_id)  # in order, once
@@ -130,11 +153,13 @@ def test_a_worker_killed_mid_delivery_is_taken_over_and_nothing_is_lost(stack, s
     halfway = len(receiver.events())
     assert halfway < 200
     services.worker(name="heir", **FAST)  # takes the pipeline once the dead lease lapses
-    wait_for(lambda: set(keys(receiver.events())) == set(stored(stack, app_id)), 60, "every event after takeover")
+    wait_for(
+        lambda: set(keys(receiver.events())) == set(stored(stack, app_id)), 60, "every event after takeover"
+    )
     wait_for(lambda: client.label(pipeline_id) == "READY", 30, "READY")
     # At least once: a batch cut short by the kill may come twice, but the order never goes back
     # further than that one batch.
     received = keys(receiver.events())
     order = {k: i for i, k in enumerate(stored(stack, app_id))}
     positions = [order[k] for k in received]
-    assert all(b >= a - 5 for a, b in zip(positions, positions[1:]))
+    assert all(b >= a - 5 for a, b in itertools.pairwise(positions))

@@ -1,5 +1,6 @@
 """Reports and exports end to end: events posted to the ingest API, drained and rendered by a real
 Celery worker, files fetched through their presigned links the way a consumer would."""
+
 import csv
 import hashlib
 import io
@@ -20,7 +21,13 @@ EVENTS = [
     {"customer": "ACME", "product": "WEB", "type": "CLICK", "timestamp": T0 + 100, "context": ['say "hi"']},
     {"customer": "ACME", "product": "APP", "type": "LOGIN", "timestamp": T0 + 200, "context": []},
     {"customer": "BETA", "product": "WEB", "type": "LOGIN", "timestamp": T0 + 300, "context": ["x"]},
-    {"customer": "ACME", "product": "WEB", "type": "LOGOUT", "timestamp": T0 + 400, "context": ["line\nbreak"]},
+    {
+        "customer": "ACME",
+        "product": "WEB",
+        "type": "LOGOUT",
+        "timestamp": T0 + 400,
+        "context": ["line\nbreak"],
+    },
     {"customer": "ACME", "product": "WEB", "type": "LATE", "timestamp": T0 + 9_000, "context": []},
 ]
 
@@ -32,8 +39,14 @@ def post_events(ingest, tenant, events) -> list[dict]:
 
 
 def wait_stored(stack, app_id, count):
-    wait_for(lambda: query(stack.database_url, "SELECT count(*) FROM events WHERE app_id = %s",
-                           (app_id,))[0][0] == count, 30, f"{count} events stored")
+    wait_for(
+        lambda: (
+            query(stack.database_url, "SELECT count(*) FROM events WHERE app_id = %s", (app_id,))[0][0]
+            == count
+        ),
+        30,
+        f"{count} events stored",
+    )
 
 
 def test_a_report_file_holds_exactly_the_posted_events_that_match(stack, services, tenant, db):
@@ -44,19 +57,39 @@ def test_a_report_file_holds_exactly_the_posted_events_that_match(stack, service
     wait_stored(stack, tenant[0], len(EVENTS))
     auth = (str(tenant[0]), tenant[1])
 
-    job = requests.post(control.url + "/reports", auth=auth, timeout=10, json={
-        "filter": {"customer": "ACME", "product": "WEB", "start": str(T0), "end": T0 + 1_000}}).json()
+    job = requests.post(
+        control.url + "/reports",
+        auth=auth,
+        timeout=10,
+        json={"filter": {"customer": "ACME", "product": "WEB", "start": str(T0), "end": T0 + 1_000}},
+    ).json()
     availability = f"{control.url}/reports/{job['source']}/availability"
-    done = wait_for(lambda: (j := requests.get(availability, auth=auth, timeout=5).json())["status"] != "RUNNING"
-                    and j, 60, "report COMPLETE")
+    done = wait_for(
+        lambda: (j := requests.get(availability, auth=auth, timeout=5).json())["status"] != "RUNNING" and j,
+        60,
+        "report COMPLETE",
+    )
     assert done["status"] == "COMPLETE" and done["progress"] == {"rows": 3}
 
     link = requests.get(f"{control.url}/reports/{job['source']}", auth=auth, timeout=5).json()["link"]
     rows = list(csv.DictReader(io.StringIO(requests.get(link, timeout=10).text)))
-    expected = sorted((e for e in posted if e["customer"] == "ACME" and e["product"] == "WEB"
-                       and e["timestamp"] < T0 + 1_000), key=lambda e: e["timestamp"])
-    assert [{**r, "timestamp": int(r["timestamp"]), "context": json.loads(r["context"]),
-             "sequence": int(r["sequence"])} for r in rows] == expected
+    expected = sorted(
+        (
+            e
+            for e in posted
+            if e["customer"] == "ACME" and e["product"] == "WEB" and e["timestamp"] < T0 + 1_000
+        ),
+        key=lambda e: e["timestamp"],
+    )
+    assert [
+        {
+            **r,
+            "timestamp": int(r["timestamp"]),
+            "context": json.loads(r["context"]),
+            "sequence": int(r["sequence"]),
+        }
+        for r in rows
+    ] == expected
     # Another app cannot see the job, nor tell it from one that does not exist.
     assert requests.get(availability, auth=(str(other[0]), other[1]), timeout=5).status_code == 404
 
@@ -68,13 +101,18 @@ def test_an_export_comes_as_json_lines_files_with_exact_sizes(stack, services, t
     wait_stored(stack, tenant[0], len(posted))
     mews = {"ClientToken": "ct", "AccessToken": tenant[1], "Client": "e2e 1.0"}
 
-    export_id = requests.post(control.url + "/api/connector/v1/exports/add", timeout=10,
-                              json={**mews, "EntityType": "Event"}).json()["Export"]["Id"]
+    export_id = requests.post(
+        control.url + "/api/connector/v1/exports/add", timeout=10, json={**mews, "EntityType": "Event"}
+    ).json()["Export"]["Id"]
 
     def finished():
-        [export] = requests.post(control.url + "/api/connector/v1/exports/getAll", timeout=10,
-                                 json={**mews, "ExportIds": [export_id]}).json()["Exports"]
+        [export] = requests.post(
+            control.url + "/api/connector/v1/exports/getAll",
+            timeout=10,
+            json={**mews, "ExportIds": [export_id]},
+        ).json()["Exports"]
         return export["Status"] not in ("Pending", "Processing") and export
+
     export = wait_for(finished, 60, "export Success")
     assert export["Status"] == "Success" and len(export["Files"]) > 1
     lines = []
@@ -90,11 +128,16 @@ def test_a_worker_killed_mid_render_leaves_the_job_to_another_worker(stack, serv
     app_id, key = tenant
     total = 400_000  # ~54 MB of CSV: about ten 5 MiB parts
     insert_many_events(db, app_id, total)
-    fast = {"SLUICE_JOB_HEARTBEAT_SECONDS": "0.05", "SLUICE_JOB_STALE_SECONDS": "2",
-            "SLUICE_RENDER_PART_BYTES": str(5 * 1024 * 1024)}
+    fast = {
+        "SLUICE_JOB_HEARTBEAT_SECONDS": "0.05",
+        "SLUICE_JOB_STALE_SECONDS": "2",
+        "SLUICE_RENDER_PART_BYTES": str(5 * 1024 * 1024),
+    }
     control, doomed = services.control(), services.worker("doomed", **fast)
     services.beat(SLUICE_JOB_SWEEP_SECONDS="0.5", **fast)
-    source = requests.post(control.url + "/reports", json={}, auth=(str(app_id), key), timeout=10).json()["source"]
+    source = requests.post(control.url + "/reports", json={}, auth=(str(app_id), key), timeout=10).json()[
+        "source"
+    ]
     job_id = source[4:]
 
     def job(columns="status"):
@@ -123,8 +166,11 @@ def test_a_worker_killed_mid_render_leaves_the_job_to_another_worker(stack, serv
     assert not s3.list_multipart_uploads(Bucket=names["exports_bucket"], Prefix=prefix).get("Uploads")
     link = requests.get(f"{control.url}/reports/{source}", auth=(str(app_id), key), timeout=5).json()["link"]
     body = requests.get(link, timeout=60).content
-    [(size, row_count, sha256)] = query(stack.database_url, "SELECT size_bytes, row_count, sha256 FROM render_files "
-                                                            "WHERE job_id = %s", (job_id,))
+    [(size, row_count, sha256)] = query(
+        stack.database_url,
+        "SELECT size_bytes, row_count, sha256 FROM render_files WHERE job_id = %s",
+        (job_id,),
+    )
     assert (len(body), hashlib.sha256(body).hexdigest(), row_count) == (size, sha256, total)
     sequences = [int(line.rsplit(b",", 1)[1]) for line in body.splitlines()[1:]]
     assert sequences == list(range(total))  # every event once, in time order

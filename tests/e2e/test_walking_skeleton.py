@@ -1,4 +1,5 @@
 """An event's whole trip: POST /events on gunicorn, SQS (moto server), a Celery worker, Postgres."""
+
 import requests
 
 from tests.factories import barchart_event
@@ -8,16 +9,22 @@ EVENT = barchart_event(context=["eu"])
 
 
 def test_a_posted_event_lands_in_postgres_exactly_once(stack, services, tenant):
-    ingest, worker = services.ingest(), services.worker()
+    ingest = services.ingest()
+    services.worker()
     app_id, key = tenant
-    resp = requests.post(ingest.url + "/events", json=[EVENT, {**EVENT, "type": "LOGOUT"}],
-                         auth=(str(app_id), key), timeout=10)
+    resp = requests.post(
+        ingest.url + "/events", json=[EVENT, {**EVENT, "type": "LOGOUT"}], auth=(str(app_id), key), timeout=10
+    )
     assert resp.status_code == 200, resp.text
     batch = resp.json()[0]["batch"]
 
     def stored():
-        return query(stack.database_url, "SELECT sequence, type FROM events WHERE app_id = %s AND batch = %s "
-                                         "ORDER BY sequence", (app_id, batch))
+        return query(
+            stack.database_url,
+            "SELECT sequence, type FROM events WHERE app_id = %s AND batch = %s ORDER BY sequence",
+            (app_id, batch),
+        )
+
     rows = wait_for(lambda: len(stored()) == 2 and stored(), 30, "events in Postgres")
     assert rows == [(0, "LOGIN"), (1, "LOGOUT")]
 

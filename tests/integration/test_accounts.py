@@ -1,4 +1,5 @@
 """Accounts (Data Cortex /api/1/*) through the real control app, Postgres, Redis and an SMTP sink."""
+
 import uuid
 
 import pytest
@@ -38,12 +39,19 @@ def test_login_mails_a_link_and_the_session_works_only_after_the_code_is_entered
     done = client.post(path, data={"manual_code": body["manual_code"]})
     assert done.status_code == 200 and "signed in" in done.text
 
-    for how in ({"json": {"session_key": key}}, {"headers": {"Cookie": f"session_key={key}"}},
-                {"data": {"session_key": key}}):
+    for how in (
+        {"json": {"session_key": key}},
+        {"headers": {"Cookie": f"session_key={key}"}},
+        {"data": {"session_key": key}},
+    ):
         user = client.get("/api/1/user", **how)
         assert user.status_code == 200, how
-        assert user.json == {"user_id": pat.user_id, "email": pat.email, "display_name": "Pat Example",
-                             "org_list": [{"org_id": pat.org_id, "name": user.json["org_list"][0]["name"]}]}
+        assert user.json == {
+            "user_id": pat.user_id,
+            "email": pat.email,
+            "display_name": "Pat Example",
+            "org_list": [{"org_id": pat.org_id, "name": user.json["org_list"][0]["name"]}],
+        }
     assert client.post(path, data={"manual_code": body["manual_code"]}).status_code == 410  # used once
 
     assert client.post("/api/1/logout", json={"session_key": key}).status_code == 200
@@ -122,7 +130,10 @@ def test_apps_and_keys_are_listed_created_revoked_and_deleted(stack, names, prov
     new_app = made.json["app_id"]
     listed = client.get("/api/1/app", json={**session, "org_id": str(pat.org_id)}).json["app_list"]
     assert [(a["app_id"], a["name"]) for a in listed] == [
-        (pat.app_id, "app"), (new_app, "billing"), (via_get.json["app_id"], "web")]
+        (pat.app_id, "app"),
+        (new_app, "billing"),
+        (via_get.json["app_id"], "web"),
+    ]
 
     key = client.post(f"/api/1/app/{new_app}/key", json=session).json
     assert key["api_key"].startswith(key["prefix"]) and len(key["api_key"]) > 40
@@ -142,18 +153,21 @@ def test_apps_and_keys_are_listed_created_revoked_and_deleted(stack, names, prov
     assert client.delete(f"/api/1/app/{pat.app_id}", json=session).status_code == 403
 
 
-@pytest.mark.parametrize("method, path, body, status", [
-    ("post", "/api/1/login", {}, 400),
-    ("post", "/api/1/login", {"email": "not-an-email"}, 400),
-    ("post", "/api/1/login", {"email": ["a@b.example"]}, 400),
-    ("get", "/api/1/app", {}, 400),
-    ("get", "/api/1/app?org_id=abc", {}, 400),
-    ("get", "/api/1/app?org_id=99999999999999999999999", {}, 400),
-    ("post", "/api/1/app", {"org_id": True, "app_name": "x"}, 400),
-    ("post", "/api/1/app", {"org_id": "ORG", "app_name": ""}, 400),
-    ("delete", "/api/1/app/99999999999999999999999", {}, 403),
-    ("delete", "/api/1/app/12/key/99999999999999999999999", {}, 403),
-])
+@pytest.mark.parametrize(
+    "method, path, body, status",
+    [
+        ("post", "/api/1/login", {}, 400),
+        ("post", "/api/1/login", {"email": "not-an-email"}, 400),
+        ("post", "/api/1/login", {"email": ["a@b.example"]}, 400),
+        ("get", "/api/1/app", {}, 400),
+        ("get", "/api/1/app?org_id=abc", {}, 400),
+        ("get", "/api/1/app?org_id=99999999999999999999999", {}, 400),
+        ("post", "/api/1/app", {"org_id": True, "app_name": "x"}, 400),
+        ("post", "/api/1/app", {"org_id": "ORG", "app_name": ""}, 400),
+        ("delete", "/api/1/app/99999999999999999999999", {}, 403),
+        ("delete", "/api/1/app/12/key/99999999999999999999999", {}, 403),
+    ],
+)
 def test_bad_input_gets_a_4xx_in_the_error_shape(control, outbox, db, method, path, body, status):
     pat = person(db)
     client = client_for(control)
@@ -202,6 +216,7 @@ def test_guessing_credentials_is_rate_limited_per_client_address(stack, outbox, 
 def test_login_answers_503_when_mail_cannot_be_sent_and_keeps_no_session(stack, db):
     from devtools import devstack
     from tests.helpers import Outbox
+
     closed = Outbox(None, devstack.free_port())  # nothing listens there
     client = client_for(control_app(stack, closed))
     pat = person(db)
@@ -214,6 +229,7 @@ def test_login_answers_503_when_mail_cannot_be_sent_and_keeps_no_session(stack, 
 
 def test_logins_keep_working_while_redis_is_away(stack, outbox, db):
     from devtools import devstack
+
     control = control_app(stack, outbox, redis_url=f"redis://127.0.0.1:{devstack.free_port()}/0")
     pat = person(db)
     client = client_for(control)
@@ -249,6 +265,8 @@ def test_a_key_guesser_is_refused_in_each_documents_own_error_shape(stack, outbo
     pipelines = guesser.get("/pipelines", auth=right)
     assert pipelines.status_code == 429 and int(pipelines.headers["Retry-After"]) > 0
     assert pipelines.json["errorCode"] == "TOO_MANY_REQUESTS"  # Formance's shape
-    exports = guesser.post("/api/connector/v1/exports/getAll", json={
-        "ClientToken": "c", "AccessToken": pat.api_key, "Client": "c", "ExportIds": []})
+    exports = guesser.post(
+        "/api/connector/v1/exports/getAll",
+        json={"ClientToken": "c", "AccessToken": pat.api_key, "Client": "c", "ExportIds": []},
+    )
     assert exports.status_code == 429 and exports.json["error"]["code"] == "TOO_MANY_REQUESTS"

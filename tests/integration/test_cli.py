@@ -1,4 +1,5 @@
 """The `sluice` console script, run as an operator would, against the test Postgres."""
+
 import json
 import subprocess
 import sys
@@ -11,7 +12,9 @@ SLUICE = str(Path(sys.executable).parent / "sluice")
 
 
 def sluice(stack, *args, cwd=None):
-    done = subprocess.run([SLUICE, *args], env=stack.env(), cwd=cwd, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [SLUICE, *args], env=stack.env(), cwd=cwd, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -27,8 +30,9 @@ def test_operator_creates_org_app_key_and_user_with_json_output(stack, db, tmp_p
         assert app_for_key(conn, created["api_key"]) == created["app_id"]
         assert app_for_key(conn, another["api_key"]) == created["app_id"]
         with conn.cursor() as cur:  # only the hash is stored, never the key
-            cur.execute("SELECT count(*) FROM api_keys WHERE key_hash::text LIKE %s",
-                        (f"%{created['api_key']}%",))
+            cur.execute(
+                "SELECT count(*) FROM api_keys WHERE key_hash::text LIKE %s", (f"%{created['api_key']}%",)
+            )
             assert cur.fetchone()[0] == 0
 
 
@@ -41,13 +45,24 @@ def test_checkout_run_env_file_is_found_without_flags(stack, tmp_path):
     (tmp_path / ".state").mkdir()
     (tmp_path / ".state/run.env").write_text(f"SLUICE_DATABASE_URL={stack.database_url}\n")
     env = {k: v for k, v in stack.env().items() if k != "SLUICE_DATABASE_URL"}
-    done = subprocess.run([SLUICE, "admin", "create-org", f"o-{uuid.uuid4().hex[:6]}", "--json"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [SLUICE, "admin", "create-org", f"o-{uuid.uuid4().hex[:6]}", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["org_id"] > 0
 
 
 def test_unknown_org_is_a_clear_error_not_a_traceback(stack):
-    done = subprocess.run([SLUICE, "admin", "create-app", "--org", "no-such-org", "x"], env=stack.env(),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [SLUICE, "admin", "create-app", "--org", "no-such-org", "x"],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "no organization named" in done.stderr and "Traceback" not in done.stderr

@@ -1,4 +1,5 @@
 """With Postgres unreachable, the control API answers 503 with Retry-After, never a 500."""
+
 import pytest
 
 from devtools import devstack
@@ -15,13 +16,20 @@ def control(stack, names, provisioned):
     return client
 
 
-@pytest.mark.parametrize("method, path, body, shape", [
-    ("post", "/reports", {"filter": {}}, "error"),
-    ("get", "/pipelines", None, "errorCode"),
-    ("get", "/connectors/abc", None, "errorCode"),
-    ("post", "/api/connector/v1/exports/add",
-     {"ClientToken": "c", "AccessToken": "sk_x", "Client": "c", "EntityType": "Event"}, "error"),
-])
+@pytest.mark.parametrize(
+    "method, path, body, shape",
+    [
+        ("post", "/reports", {"filter": {}}, "error"),
+        ("get", "/pipelines", None, "errorCode"),
+        ("get", "/connectors/abc", None, "errorCode"),
+        (
+            "post",
+            "/api/connector/v1/exports/add",
+            {"ClientToken": "c", "AccessToken": "sk_x", "Client": "c", "EntityType": "Event"},
+            "error",
+        ),
+    ],
+)
 def test_database_down_is_503_with_retry_after(control, method, path, body, shape):
     kwargs = {"json": body} if body is not None else {}
     resp = getattr(control, method)(path, auth=("1", "sk_some_key"), **kwargs)

@@ -1,13 +1,13 @@
 """The drain loop against real moto SQS and Postgres."""
+
 import pytest
 
-from services.ingest.app import create_app
 from services.database import Database
+from services.ingest.app import create_app
 from services.settings import IngestSettings, WorkerSettings
 from services.worker.drain import Drainer
 from tests.factories import BARCHART_EVENT as EVENT
 from tests.helpers import query
-
 
 
 @pytest.fixture
@@ -33,21 +33,29 @@ def drain_all(drainer):
 def test_posted_events_are_stored_with_their_app_batch_and_sequence(stack, names, tenant, drainer):
     answered = post(stack, names, tenant, [EVENT, {**EVENT, "type": "U", "context": []}])
     drain_all(drainer)
-    rows = query(stack.database_url, """SELECT batch::text, sequence, customer, product, type, timestamp, context
-                                        FROM events WHERE app_id = %s ORDER BY sequence""", (tenant[0],))
-    assert rows == [(answered[0]["batch"], 0, "C", "P", "T", 1700000000000, ["x"]),
-                    (answered[0]["batch"], 1, "C", "P", "U", 1700000000000, [])]
+    rows = query(
+        stack.database_url,
+        """SELECT batch::text, sequence, customer, product, type, timestamp, context
+                                        FROM events WHERE app_id = %s ORDER BY sequence""",
+        (tenant[0],),
+    )
+    assert rows == [
+        (answered[0]["batch"], 0, "C", "P", "T", 1700000000000, ["x"]),
+        (answered[0]["batch"], 1, "C", "P", "U", 1700000000000, []),
+    ]
 
 
 def test_a_redelivered_message_stores_its_events_once(stack, names, tenant, drainer):
     post(stack, names, tenant, [EVENT] * 5)
     # Receive without deleting, as a worker that died after commit would, then let it reappear.
     sqs = drainer.sqs
-    [msg] = sqs.receive_message(QueueUrl=drainer.queue_url, MaxNumberOfMessages=10,
-                                WaitTimeSeconds=1)["Messages"]
+    [msg] = sqs.receive_message(QueueUrl=drainer.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)[
+        "Messages"
+    ]
     sqs.send_message(QueueUrl=drainer.queue_url, MessageBody=msg["Body"])  # the duplicate
-    sqs.change_message_visibility(QueueUrl=drainer.queue_url, ReceiptHandle=msg["ReceiptHandle"],
-                                  VisibilityTimeout=0)
+    sqs.change_message_visibility(
+        QueueUrl=drainer.queue_url, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=0
+    )
     drain_all(drainer)
     assert query(stack.database_url, "SELECT count(*) FROM events WHERE app_id = %s", (tenant[0],)) == [(5,)]
 
@@ -57,6 +65,7 @@ def test_a_poison_message_is_left_in_the_queue_and_does_not_block_others(stack, 
     post(stack, names, tenant, [EVENT] * 3)
     drain_all(drainer)
     assert query(stack.database_url, "SELECT count(*) FROM events WHERE app_id = %s", (tenant[0],)) == [(3,)]
-    attrs = drainer.sqs.get_queue_attributes(QueueUrl=drainer.queue_url,
-                                             AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    attrs = drainer.sqs.get_queue_attributes(
+        QueueUrl=drainer.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
     assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"

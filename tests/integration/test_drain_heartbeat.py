@@ -1,4 +1,5 @@
 """A batch that takes longer than the visibility timeout stays invisible until it is stored."""
+
 import threading
 
 import psycopg2
@@ -24,8 +25,15 @@ def test_a_slow_batch_is_not_redelivered_while_it_is_being_stored(stack, tenant,
         result = {}
         thread = threading.Thread(target=lambda: result.update(stored=drainer.drain_once(wait_seconds=1)))
         thread.start()
-        wait_for(lambda: query(stack.database_url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                                   "AND query LIKE '%%INSERT INTO events%%'"), 30, "drain blocked")
+        wait_for(
+            lambda: query(
+                stack.database_url,
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%%INSERT INTO events%%'",
+            ),
+            30,
+            "drain blocked",
+        )
         # Well past the 2 s visibility timeout: without the heartbeat the message would come back.
         again = drainer.sqs.receive_message(QueueUrl=drainer.queue_url, WaitTimeSeconds=5).get("Messages", [])
         assert again == []

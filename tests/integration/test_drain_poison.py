@@ -1,4 +1,5 @@
 """Poison messages reach the DLQ without blocking the queue; `sluice dlq` lists and replays them."""
+
 import json
 
 import pytest
@@ -19,14 +20,18 @@ def queues(stack, names, provisioned):
 @pytest.fixture
 def sluice(stack, names, monkeypatch, capsys):
     """Run the `sluice` command line against this test's queues; return its JSON output."""
-    for var, value in {"SLUICE_DATABASE_URL": stack.database_url, "SLUICE_AWS_ENDPOINT_URL": stack.aws_endpoint_url,
-                       **{"SLUICE_" + k.upper(): v for k, v in names.items()}}.items():
+    for var, value in {
+        "SLUICE_DATABASE_URL": stack.database_url,
+        "SLUICE_AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+        **{"SLUICE_" + k.upper(): v for k, v in names.items()},
+    }.items():
         monkeypatch.setenv(var, value)
 
     def run(*argv):
         capsys.readouterr()
         assert cli.main([*argv, "--json"]) == 0
         return json.loads(capsys.readouterr().out)
+
     return run
 
 
@@ -38,7 +43,9 @@ def test_poison_is_parked_in_the_dlq_and_good_messages_are_stored(stack, tenant,
     drainer, dlq_url = queues
     app_id = tenant[0]
     future = bodies("barchart", app_id, [BARCHART_EVENT])[0].replace('{"v":1,', '{"v":2,', 1)
-    null_byte = bodies("barchart", app_id, [{**BARCHART_EVENT, "customer": "nul\x00"}])[0]  # Postgres refuses it
+    null_byte = bodies("barchart", app_id, [{**BARCHART_EVENT, "customer": "nul\x00"}])[
+        0
+    ]  # Postgres refuses it
     shapeless = envelope.pack("moesif", app_id, "b-1", [{"request": None}], 0, 262_144)[0]  # no valid call
     send(drainer.sqs, drainer.queue_url, ["not an envelope", future, null_byte, shapeless])
     send(drainer.sqs, drainer.queue_url, bodies("barchart", app_id, [BARCHART_EVENT] * 4))
@@ -46,6 +53,7 @@ def test_poison_is_parked_in_the_dlq_and_good_messages_are_stored(stack, tenant,
     def parked():
         drainer.drain_once(wait_seconds=1)
         return depth(drainer.sqs, dlq_url)[0] == 4
+
     wait_for(parked, 60, "four poison messages in the DLQ")
     assert count_events(stack, app_id) == 4
     assert depth(drainer.sqs, drainer.queue_url) == (0, 0)
@@ -53,7 +61,9 @@ def test_poison_is_parked_in_the_dlq_and_good_messages_are_stored(stack, tenant,
     listed = sluice("dlq", "list")["messages"]
     problems = [m["problem"] for m in listed if "problem" in m]
     assert len(problems) == 2
-    assert any("unreadable" in p for p in problems) and any("unknown envelope version 2" in p for p in problems)
+    assert any("unreadable" in p for p in problems) and any(
+        "unknown envelope version 2" in p for p in problems
+    )
     # Readable envelopes whose rows could not be stored: listed by what they hold.
     rejected = sorted((m["app_id"], m["kind"], m["events"]) for m in listed if "problem" not in m)
     assert rejected == [(app_id, "barchart", 1), (app_id, "moesif", 1)]
@@ -65,18 +75,27 @@ def test_replay_moves_parked_messages_back_and_the_drain_stores_them(stack, tena
     drainer, dlq_url = queues
     app_id = tenant[0]
     # Parked earlier (say, before the migration a kind needs was applied) and fine now.
-    send(drainer.sqs, dlq_url, bodies("barchart", app_id, [BARCHART_EVENT] * 3)
-         + bodies("barchart", app_id, [BARCHART_EVENT] * 2))
+    send(
+        drainer.sqs,
+        dlq_url,
+        bodies("barchart", app_id, [BARCHART_EVENT] * 3) + bodies("barchart", app_id, [BARCHART_EVENT] * 2),
+    )
     first = sluice("dlq", "list")["messages"][0]["message_id"]
 
     assert sluice("dlq", "replay", "--id", first, "--id", "no-such-id") == {
-        "replayed": [first], "not_deleted": 0, "not_found": ["no-such-id"]}
+        "replayed": [first],
+        "not_deleted": 0,
+        "not_found": ["no-such-id"],
+    }
     assert depth(drainer.sqs, dlq_url)[0] == 1
     assert len(sluice("dlq", "replay")["replayed"]) == 1
     assert depth(drainer.sqs, dlq_url)[0] == 0
 
-    wait_for(lambda: drainer.drain_once(wait_seconds=1) == 0 and count_events(stack, app_id) == 5, 30,
-             "replayed events stored")
+    wait_for(
+        lambda: drainer.drain_once(wait_seconds=1) == 0 and count_events(stack, app_id) == 5,
+        30,
+        "replayed events stored",
+    )
     assert sluice("dlq", "list")["messages"] == []
 
 

@@ -1,18 +1,18 @@
 """POST /events through the real app against real Postgres (keys) and moto server (SQS)."""
+
 import gzip
 import json
 
 import pytest
 
-from shared import envelope
-from services import aws
 from services.ingest.app import create_app
-from services.settings import CommonSettings, IngestSettings
+from services.settings import IngestSettings
 from tests.factories import barchart_event
 from tests.helpers import queued_envelopes
 
-EVENT = barchart_event(customer="BARCHART", product="PORTFOLIO", type="LOADED", timestamp=1568381886060,
-                       context=["a", "b"])
+EVENT = barchart_event(
+    customer="BARCHART", product="PORTFOLIO", type="LOADED", timestamp=1568381886060, context=["a", "b"]
+)
 
 
 @pytest.fixture
@@ -24,7 +24,9 @@ def ingest(stack, names, provisioned):
 def test_accepted_events_are_answered_as_eventfull_and_queued(stack, names, ingest, tenant):
     client, _ = ingest
     app_id, key = tenant
-    resp = client.post("/events", json={"events": [EVENT, {**EVENT, "type": "OTHER"}]}, auth=(str(app_id), key))
+    resp = client.post(
+        "/events", json={"events": [EVENT, {**EVENT, "type": "OTHER"}]}, auth=(str(app_id), key)
+    )
     assert resp.status_code == 200, resp.json
     body = resp.json
     assert [e["sequence"] for e in body] == [0, 1]
@@ -39,8 +41,12 @@ def test_a_bare_array_and_a_gzip_body_are_accepted(ingest, tenant):
     client, _ = ingest
     app_id, key = tenant
     assert client.post("/events", json=[EVENT], auth=(str(app_id), key)).status_code == 200
-    resp = client.post("/events", data=gzip.compress(json.dumps([EVENT]).encode()), auth=(str(app_id), key),
-                       headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    resp = client.post(
+        "/events",
+        data=gzip.compress(json.dumps([EVENT]).encode()),
+        auth=(str(app_id), key),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert resp.status_code == 200 and resp.json[0]["customer"] == "BARCHART"
 
 
@@ -66,20 +72,25 @@ def test_bad_input_gets_400_naming_index_and_field(ingest, tenant):
 
 
 def test_oversized_bodies_get_413_plain_and_gzip(ingest, tenant):
-    client, settings = ingest
+    client, _settings = ingest
     auth = (str(tenant[0]), tenant[1])
     big = [EVENT] * 400  # ~40 KB against a 20 KB limit
     assert client.post("/events", json=big, auth=auth).status_code == 413
     bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]")  # 50 MB of spaces in ~50 KB
-    resp = client.post("/events", data=bomb, auth=auth,
-                       headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    resp = client.post(
+        "/events",
+        data=bomb,
+        auth=auth,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert resp.status_code == 413 and resp.json[0]["value"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
 def test_an_event_over_the_per_event_limit_gets_413_naming_its_index(stack, names, provisioned, tenant):
     client = create_app(stack.settings(IngestSettings, **names)).test_client()  # default 1 MB body limit
-    resp = client.post("/events", json=[EVENT, {**EVENT, "context": ["z" * 33_000]}],
-                       auth=(str(tenant[0]), tenant[1]))
+    resp = client.post(
+        "/events", json=[EVENT, {**EVENT, "context": ["z" * 33_000]}], auth=(str(tenant[0]), tenant[1])
+    )
     assert resp.status_code == 413 and "[1]" in resp.json[0]["value"]["message"]
 
 
@@ -90,13 +101,17 @@ def test_text_sqs_cannot_carry_is_queued_safely_or_refused(stack, names, ingest,
     assert client.post("/events", json=[odd], auth=auth).status_code == 200
     [env] = queued_envelopes(stack, names)
     assert env["events"] == [odd]
-    resp = client.post("/events", data='[{"customer":"\\ud800","product":"P","type":"T","timestamp":1,'
-                                       '"context":[]}]', auth=auth, headers={"Content-Type": "application/json"})
+    resp = client.post(
+        "/events",
+        data='[{"customer":"\\ud800","product":"P","type":"T","timestamp":1,"context":[]}]',
+        auth=auth,
+        headers={"Content-Type": "application/json"},
+    )
     assert resp.status_code == 400  # a lone surrogate cannot be stored anywhere
 
 
 def test_open_ingestion_takes_anonymous_traffic_for_the_named_app_only(stack, names, provisioned, tenant):
-    app_id, key = tenant
+    app_id, _key = tenant
     client = create_app(stack.settings(IngestSettings, **names, open_ingest_app=app_id)).test_client()
     resp = client.post("/events", json=[EVENT])
     assert resp.status_code == 200

@@ -1,4 +1,5 @@
 """With SQS unreachable, ingest answers 503 with Retry-After, never a 200 it cannot keep."""
+
 import pytest
 
 from devtools import devstack
@@ -31,4 +32,8 @@ def test_sqs_going_away_gets_503_with_retry_after(stack, names, tenant, private_
     assert resp.status_code == 503 and int(resp.headers["Retry-After"]) > 0
     assert resp.json[0]["value"]["code"] == "UNAVAILABLE"
     resp = client.post("/v1/events", json=MOESIF_EVENT, headers={"X-Moesif-Application-Id": key})
-    assert resp.status_code == 503 and resp.headers["Retry-After"] and resp.json["error"]["code"] == "UNAVAILABLE"
+    assert (
+        resp.status_code == 503
+        and resp.headers["Retry-After"]
+        and resp.json["error"]["code"] == "UNAVAILABLE"
+    )

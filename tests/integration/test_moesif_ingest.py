@@ -1,4 +1,5 @@
 """The Moesif routes through the real app against real Postgres (keys) and moto server (SQS)."""
+
 import gzip
 import json
 
@@ -66,7 +67,7 @@ def test_bad_events_get_400_naming_index_and_field(client, tenant):
     assert post(client, "/v1/events", [EVENT], key).status_code == 400  # one event is an object
     assert post(client, "/v1/events/batch", EVENT, key).status_code == 400  # a batch is an array
     assert post(client, "/v1/events/batch", [], key).status_code == 400
-    resp = client.post("/v1/events", data=b"{\"request\":", headers={"X-Moesif-Application-Id": key})
+    resp = client.post("/v1/events", data=b'{"request":', headers={"X-Moesif-Application-Id": key})
     assert resp.status_code == 400 and resp.json["error"]["code"] == "MALFORMED_JSON"
 
 
@@ -81,19 +82,39 @@ def test_limits_250kb_batch_and_32kb_event_get_413(client, tenant):
 
 
 def test_an_encoding_we_cannot_inflate_gets_415(client, tenant):
-    resp = client.post("/v1/events", data=b"\x00\x01", headers={"X-Moesif-Application-Id": tenant[1],
-                                                                  "Content-Encoding": "br"})
+    resp = client.post(
+        "/v1/events",
+        data=b"\x00\x01",
+        headers={"X-Moesif-Application-Id": tenant[1], "Content-Encoding": "br"},
+    )
     assert resp.status_code == 415 and resp.json["error"]["code"] == "UNSUPPORTED_ENCODING"
 
 
-NASTY = [b"null", b'"s"', b"[null]", b"[[]]", b'{"events": null}', b"[" * 100_000, b'{"a":' * 5000,
-         b"\xff\xfe", b"", b"[1e999999]", b"NaN", b'[{"request": {"time": NaN}}]', b'{"request": [], "response": 1}']
+NASTY = [
+    b"null",
+    b'"s"',
+    b"[null]",
+    b"[[]]",
+    b'{"events": null}',
+    b"[" * 100_000,
+    b'{"a":' * 5000,
+    b"\xff\xfe",
+    b"",
+    b"[1e999999]",
+    b"NaN",
+    b'[{"request": {"time": NaN}}]',
+    b'{"request": [], "response": 1}',
+]
 
 
 @pytest.mark.parametrize("body", NASTY, ids=range(len(NASTY)))
 @pytest.mark.parametrize("path", ["/events", "/v1/events", "/v1/events/batch"])
 def test_bad_input_never_gets_a_500(client, tenant, path, body):
     app_id, key = tenant
-    resp = client.post(path, data=body, auth=(str(app_id), key),
-                       headers={"Content-Type": "application/json", "X-Moesif-Application-Id": key})
+    resp = client.post(
+        path,
+        data=body,
+        auth=(str(app_id), key),
+        headers={"Content-Type": "application/json", "X-Moesif-Application-Id": key},
+    )
     assert resp.status_code == 400, resp.get_data()

@@ -1,5 +1,6 @@
 """Bad input never gets a 500: every route of both APIs, with and without valid credentials,
 against a battery of malformed bodies and path values."""
+
 import json
 
 import pytest
@@ -20,12 +21,17 @@ BODIES = [
     ('"a string"', "application/json"),
     ("[1, 2, 3]", "application/json"),
     ("1e999999", "application/json"),
-    ('{"filter": "x", "events": 7, "ExportIds": {"a": 1}, "EntityType": [], "module": {}, '
-     '"connectorID": 12, "driver": null, "config": "x", "email": 5, "org_id": "x", "app_name": []}',
-     "application/json"),
-    ('{"filter": {"start": "soon", "end": -1e400}, "ExportIds": [null, 1, "x"], "EntityType": "Event", '
-     '"driver": "http", "config": {"url": 5}, "module": "events", "connectorID": "nope", "email": "a@b.c"}',
-     "application/json"),
+    (
+        '{"filter": "x", "events": 7, "ExportIds": {"a": 1}, "EntityType": [], "module": {}, '
+        '"connectorID": 12, "driver": null, "config": "x", "email": 5, "org_id": "x", "app_name": []}',
+        "application/json",
+    ),
+    (
+        '{"filter": {"start": "soon", "end": -1e400}, "ExportIds": [null, 1, "x"], "EntityType": "Event", '
+        '"driver": "http", "config": {"url": 5}, "module": "events", "connectorID": "nope", '
+        '"email": "a@b.c"}',
+        "application/json",
+    ),
     ("[" * 5000 + "]" * 5000, "application/json"),
     ("a=1&b=2", "application/x-www-form-urlencoded"),
     ("not gzip", "application/json", {"Content-Encoding": "gzip"}),
@@ -86,6 +92,13 @@ def test_no_route_answers_bad_input_with_a_server_error(apps, tenant, service, a
             for body in BODIES if method != "GET" else [None]:
                 resp = send(client, method, path, body, credentials)
                 if resp.status_code >= 500 and resp.status_code != 503:
-                    failures.append((method, path, body and str(body[0])[:40], resp.status_code,
-                                     resp.get_data(as_text=True)[:200]))
+                    failures.append(
+                        (
+                            method,
+                            path,
+                            body and str(body[0])[:40],
+                            resp.status_code,
+                            resp.get_data(as_text=True)[:200],
+                        )
+                    )
     assert not failures, "\n".join(map(str, failures[:20]))

@@ -2,6 +2,7 @@
 
 Runners are driven tick by tick here; tests/e2e runs them inside real celery workers.
 """
+
 import json
 import threading
 import uuid
@@ -13,17 +14,30 @@ from services import aws
 from services.control.app import create_app
 from services.settings import ControlSettings, WorkerSettings
 from services.worker import delivery
-from services.worker.runner import Runner
 from services.worker.event_writer import write_envelopes
+from services.worker.runner import Runner
 from tests.helpers import wait_for
 from tests.receiver import Receiver
 
 
 def envelope(app_id, n, first=0, batch=None):
-    return {"kind": "barchart", "app_id": app_id, "batch": batch or str(uuid.uuid4()), "first_sequence": first,
-            "received_ms": 1700000000000,
-            "events": [{"customer": "C", "product": "P", "type": f"T{first + i}", "timestamp": 1700000000000 + i,
-                        "context": []} for i in range(n)]}
+    return {
+        "kind": "barchart",
+        "app_id": app_id,
+        "batch": batch or str(uuid.uuid4()),
+        "first_sequence": first,
+        "received_ms": 1700000000000,
+        "events": [
+            {
+                "customer": "C",
+                "product": "P",
+                "type": f"T{first + i}",
+                "timestamp": 1700000000000 + i,
+                "context": [],
+            }
+            for i in range(n)
+        ],
+    }
 
 
 def store_events(db, app_id, n) -> str:
@@ -49,8 +63,9 @@ def control(stack, tenant):
         def pipeline_to(self, driver, config, module="events"):
             resp = client.post("/connectors", json={"driver": driver, "config": config}, auth=auth)
             assert resp.status_code == 201, resp.json
-            resp = client.post("/pipelines", json={"module": module, "connectorID": resp.json["data"]["id"]},
-                               auth=auth)
+            resp = client.post(
+                "/pipelines", json={"module": module, "connectorID": resp.json["data"]["id"]}, auth=auth
+            )
             assert resp.status_code == 201, resp.json
             return resp.json["data"]["id"]
 
@@ -71,6 +86,7 @@ def make_runner(stack):
         settings = stack.settings(WorkerSettings, **{"pipeline_poll_seconds": 0.05, **overrides})
         made.append(Runner(settings))
         return made[-1]
+
     yield make
     for runner in made:
         with runner.transaction() as conn:  # as a stopping worker does, so later tests count no stale runner
@@ -82,11 +98,13 @@ def run_until(runner, check, what, timeout=20):
     def step():
         runner.tick()
         return check()
+
     return wait_for(step, timeout, what)
 
 
-def test_a_new_pipeline_backfills_in_order_goes_ready_and_follows_new_events(db, tenant, control, receiver,
-                                                                            make_runner):
+def test_a_new_pipeline_backfills_in_order_goes_ready_and_follows_new_events(
+    db, tenant, control, receiver, make_runner
+):
     app_id = tenant[0]
     store_events(db, app_id, 30)
     pid = control.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 8}})
@@ -101,11 +119,22 @@ def test_a_new_pipeline_backfills_in_order_goes_ready_and_follows_new_events(db,
 
     store_events(db, app_id, 3)
     run_until(runner, lambda: len(receiver.events()) == 33, "new events followed")
-    assert {"id", "batch", "sequence", "customer", "product", "type", "timestamp", "context",
-            "receivedAt"} <= set(receiver.events()[-1])
+    assert {
+        "id",
+        "batch",
+        "sequence",
+        "customer",
+        "product",
+        "type",
+        "timestamp",
+        "context",
+        "receivedAt",
+    } <= set(receiver.events()[-1])
 
 
-def test_a_row_whose_transaction_commits_late_is_not_skipped(stack, db, tenant, control, receiver, make_runner):
+def test_a_row_whose_transaction_commits_late_is_not_skipped(
+    stack, db, tenant, control, receiver, make_runner
+):
     """The late transaction draws the lower id; an `id > cursor` reader would pass over it."""
     app_id = tenant[0]
     pid = control.pipeline_to("http", {"url": receiver.url})
@@ -126,7 +155,9 @@ def test_a_row_whose_transaction_commits_late_is_not_skipped(stack, db, tenant, 
     assert control.get(pid)["delivered"] == 3
 
 
-def test_failures_are_retried_with_backoff_and_the_last_error_shows(db, tenant, control, receiver, make_runner):
+def test_failures_are_retried_with_backoff_and_the_last_error_shows(
+    db, tenant, control, receiver, make_runner
+):
     store_events(db, tenant[0], 5)
     receiver.fail_next = 2
     pid = control.pipeline_to("http", {"url": receiver.url})
@@ -154,8 +185,9 @@ def test_one_runner_owns_a_pipeline_until_its_lease_lapses(db, tenant, control, 
     assert [e["type"] for e in receiver.events()] == ["T0", "T1", "T2", "T3", "T0", "T1"]
 
 
-def test_pause_holds_delivery_resume_continues_and_reset_delivers_everything_again(db, tenant, control, receiver,
-                                                                                  make_runner):
+def test_pause_holds_delivery_resume_continues_and_reset_delivers_everything_again(
+    db, tenant, control, receiver, make_runner
+):
     store_events(db, tenant[0], 3)
     pid = control.pipeline_to("http", {"url": receiver.url})
     runner = make_runner()
@@ -173,8 +205,9 @@ def test_pause_holds_delivery_resume_continues_and_reset_delivers_everything_aga
     run_until(runner, lambda: control.get(pid)["state"]["label"] == "READY", "READY again")
 
 
-def test_the_s3_driver_writes_json_lines_objects_under_the_prefix(stack, names, provisioned, db, tenant, control,
-                                                                 make_runner):
+def test_the_s3_driver_writes_json_lines_objects_under_the_prefix(
+    stack, names, provisioned, db, tenant, control, make_runner
+):
     store_events(db, tenant[0], 7)
     bucket = names["exports_bucket"]
     control.pipeline_to("s3", {"bucket": bucket, "prefix": "out/", "batching": {"maxItems": 3}})
@@ -183,8 +216,11 @@ def test_the_s3_driver_writes_json_lines_objects_under_the_prefix(stack, names, 
 
     def lines():
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="out/").get("Contents", [])]
-        return [json.loads(line) for key in sorted(keys)
-                for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()]
+        return [
+            json.loads(line)
+            for key in sorted(keys)
+            for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+        ]
 
     run_until(runner, lambda: len(lines()) == 7, "objects in S3")
     assert [e["type"] for e in lines()] == [f"T{i}" for i in range(7)]
@@ -192,10 +228,14 @@ def test_the_s3_driver_writes_json_lines_objects_under_the_prefix(stack, names, 
 
 def test_the_api_calls_module_delivers_moesif_calls(stack, db, tenant, control, receiver, make_runner):
     with db.connection() as conn, conn.cursor() as cur:
-        cur.execute("""INSERT INTO api_calls (app_id, batch, sequence, request_time, response_time, uri, verb,
+        cur.execute(
+            """INSERT INTO api_calls (app_id, batch, sequence, request_time, response_time, uri, verb,
                                               status, ip_address, user_id, request, response, received_at)
-                       VALUES (%s, gen_random_uuid(), 0, now(), now(), 'https://api.x/a', 'GET', 200, '1.2.3.4',
-                               'u1', '{"verb": "GET"}', '{"status": 200}', now())""", (tenant[0],))
+                       VALUES (%s, gen_random_uuid(), 0, now(), now(), 'https://api.x/a', 'GET', 200,
+                               '1.2.3.4',
+                               'u1', '{"verb": "GET"}', '{"status": 200}', now())""",
+            (tenant[0],),
+        )
     control.pipeline_to("http", {"url": receiver.url}, module="api_calls")
     store_events(db, tenant[0], 2)  # another module's events stay out of this pipeline
     run_until(make_runner(), lambda: receiver.events(), "the api call")
@@ -205,6 +245,7 @@ def test_the_api_calls_module_delivers_moesif_calls(stack, db, tenant, control, 
 
 def test_a_pipeline_delivers_only_its_own_apps_events(db, tenant, control, receiver, make_runner):
     from services import tenancy
+
     with db.connection() as conn:
         other = tenancy.create_app(conn, tenancy.create_org(conn, f"o-{uuid.uuid4().hex[:8]}"), "other")
     store_events(db, other, 4)
@@ -215,9 +256,12 @@ def test_a_pipeline_delivers_only_its_own_apps_events(db, tenant, control, recei
     assert len(receiver.events()) == 1
 
 
-def test_flush_interval_holds_a_short_batch_back_until_its_oldest_event_is_that_old(db, tenant, control, receiver,
-                                                                                   make_runner):
-    pid = control.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 100, "flushInterval": "1s"}})
+def test_flush_interval_holds_a_short_batch_back_until_its_oldest_event_is_that_old(
+    db, tenant, control, receiver, make_runner
+):
+    pid = control.pipeline_to(
+        "http", {"url": receiver.url, "batching": {"maxItems": 100, "flushInterval": "1s"}}
+    )
     runner = make_runner()
     run_until(runner, lambda: control.get(pid)["state"]["label"] == "READY", "READY")
     store_events(db, tenant[0], 2)
@@ -253,6 +297,7 @@ def test_a_batch_in_flight_across_a_reset_does_not_save_its_position(db, tenant,
 
 # --- sharing the pipelines among runners ------------------------------------------------------------
 
+
 @pytest.fixture
 def quiet_fleet(db, tenant):
     """Only this test's pipelines run and only its runners are alive.
@@ -260,17 +305,22 @@ def quiet_fleet(db, tenant):
     Earlier tests leave pipelines running in the shared database; they would count in the shares.
     """
     with db.connection() as conn, conn.cursor() as cur:
-        cur.execute("""UPDATE pipelines
+        cur.execute(
+            """UPDATE pipelines
                        SET label = 'STOP', state = jsonb_build_object('label', 'STOP', 'previousState', state)
-                       WHERE app_id <> %s AND label IN ('INIT', 'READY')""", (tenant[0],))
+                       WHERE app_id <> %s AND label IN ('INIT', 'READY')""",
+            (tenant[0],),
+        )
         cur.execute("DELETE FROM pipeline_runners")
 
 
 def owners(db, app_id) -> dict[str, str]:
     """pipeline id -> the runner holding its lease."""
     with db.connection() as conn, conn.cursor() as cur:
-        cur.execute("SELECT id::text, lease_owner FROM pipelines WHERE app_id = %s AND lease_owner IS NOT NULL",
-                    (app_id,))
+        cur.execute(
+            "SELECT id::text, lease_owner FROM pipelines WHERE app_id = %s AND lease_owner IS NOT NULL",
+            (app_id,),
+        )
         return dict(cur.fetchall())
 
 
@@ -285,7 +335,9 @@ def held(db, app_id) -> dict[str, int]:
 def six_pipelines_spread_over(db, tenant, control, receiver, first, second) -> list[str]:
     """Six pipelines held by `first` alone, then spread over both while events keep arriving."""
     store_events(db, tenant[0], 10)
-    pipelines = [control.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 3}}) for _ in range(6)]
+    pipelines = [
+        control.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 3}}) for _ in range(6)
+    ]
     first.tick()
     assert held(db, tenant[0]) == {first.owner: 6}  # alone, a runner takes every pipeline
 
@@ -294,6 +346,7 @@ def six_pipelines_spread_over(db, tenant, control, receiver, first, second) -> l
         first.tick()
         second.tick()
         return held(db, tenant[0]) == {first.owner: 3, second.owner: 3}
+
     wait_for(round_, 20, "three pipelines each")
     return pipelines
 
@@ -305,13 +358,14 @@ def delivered_in_order(db, app_id, receiver, pipelines) -> bool:
         stored = [r[0] for r in cur.fetchall()]
     with receiver.lock:
         got = {p: [] for p in pipelines}
-        for headers, batch in zip(receiver.headers, receiver.batches):
+        for headers, batch in zip(receiver.headers, receiver.batches, strict=True):
             got[headers["X-Sluice-Pipeline"]] += [e["id"] for e in batch]
     return all(ids == stored for ids in got.values())
 
 
 def test_two_runners_each_take_half_the_pipelines_and_every_event_arrives_once_in_order(
-        db, tenant, control, receiver, make_runner, quiet_fleet):
+    db, tenant, control, receiver, make_runner, quiet_fleet
+):
     first, second = make_runner(), make_runner()
     pipelines = six_pipelines_spread_over(db, tenant, control, receiver, first, second)
     settled = owners(db, tenant[0])
@@ -325,11 +379,13 @@ def test_two_runners_each_take_half_the_pipelines_and_every_event_arrives_once_i
         first.tick()
         second.tick()
         return delivered_in_order(db, tenant[0], receiver, pipelines)
+
     wait_for(both_tick, 20, "every event at every pipeline")
 
 
-def test_a_runner_that_stops_gives_its_share_to_the_other_at_once(db, tenant, control, receiver, make_runner,
-                                                                  quiet_fleet):
+def test_a_runner_that_stops_gives_its_share_to_the_other_at_once(
+    db, tenant, control, receiver, make_runner, quiet_fleet
+):
     first, second = make_runner(), make_runner()
     pipelines = six_pipelines_spread_over(db, tenant, control, receiver, first, second)
     stopped = threading.Event()
@@ -341,8 +397,9 @@ def test_a_runner_that_stops_gives_its_share_to_the_other_at_once(db, tenant, co
     run_until(first, lambda: delivered_in_order(db, tenant[0], receiver, pipelines), "every event")
 
 
-def test_when_a_runner_dies_the_other_takes_all_once_its_leases_lapse(db, tenant, control, receiver, make_runner,
-                                                                      quiet_fleet):
+def test_when_a_runner_dies_the_other_takes_all_once_its_leases_lapse(
+    db, tenant, control, receiver, make_runner, quiet_fleet
+):
     first, second = make_runner(pipeline_lease_seconds=3.0), make_runner(pipeline_lease_seconds=3.0)
     pipelines = six_pipelines_spread_over(db, tenant, control, receiver, first, second)
     store_events(db, tenant[0], 4)

@@ -1,4 +1,5 @@
 """Connectors and pipelines on the control API (Formance contract) against the real Postgres."""
+
 import uuid
 
 import pytest
@@ -68,9 +69,16 @@ def other_api(client, db):
 
 
 def test_connector_is_created_read_listed_and_deleted_in_the_documents_shapes(api):
-    created = api.connector({"driver": "http", "config": {"url": "https://example.com/in",
-                                                          "headers": {"X-Token": "t"},
-                                                          "batching": {"maxItems": 50, "flushInterval": "1s"}}})
+    created = api.connector(
+        {
+            "driver": "http",
+            "config": {
+                "url": "https://example.com/in",
+                "headers": {"X-Token": "t"},
+                "batching": {"maxItems": 50, "flushInterval": "1s"},
+            },
+        }
+    )
     assert set(created) >= {"id", "createdAt", "driver", "config"}
     assert created["driver"] == "http" and created["config"]["url"] == "https://example.com/in"
     assert created["createdAt"].endswith("Z")
@@ -84,18 +92,26 @@ def test_connector_is_created_read_listed_and_deleted_in_the_documents_shapes(ap
     assert gone.status_code == 404 and gone.json["errorCode"] == "NOT_FOUND"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"driver": "ftp", "config": {}}, "driver"),
-    ({"driver": "http", "config": {}}, "config.url"),
-    ({"driver": "http", "config": {"url": "not a url"}}, "config.url"),
-    ({"driver": "http", "config": {"url": "http://x.io", "batching": {"maxItems": 0}}}, "config.batching.maxItems"),
-    ({"driver": "http", "config": {"url": "http://x.io", "batching": {"flushInterval": "soon"}}},
-     "config.batching.flushInterval"),
-    ({"driver": "s3", "config": {"prefix": "a/"}}, "config.bucket"),
-    ({"driver": "noop", "config": {"surprise": 1}}, "config.surprise"),
-    ({"driver": "stdout"}, "config"),
-    ([1, 2], "body"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"driver": "ftp", "config": {}}, "driver"),
+        ({"driver": "http", "config": {}}, "config.url"),
+        ({"driver": "http", "config": {"url": "not a url"}}, "config.url"),
+        (
+            {"driver": "http", "config": {"url": "http://x.io", "batching": {"maxItems": 0}}},
+            "config.batching.maxItems",
+        ),
+        (
+            {"driver": "http", "config": {"url": "http://x.io", "batching": {"flushInterval": "soon"}}},
+            "config.batching.flushInterval",
+        ),
+        ({"driver": "s3", "config": {"prefix": "a/"}}, "config.bucket"),
+        ({"driver": "noop", "config": {"surprise": 1}}, "config.surprise"),
+        ({"driver": "stdout"}, "config"),
+        ([1, 2], "body"),
+    ],
+)
 def test_a_wrong_connector_config_is_a_400_validation_naming_the_field(api, body, field):
     resp = api.post("/connectors", json=body)
     assert resp.status_code == 400
@@ -125,8 +141,11 @@ def test_pipeline_starts_in_init_and_moves_through_the_state_machine(api):
     assert act("pause") == {"label": "PAUSE", "cursor": "", "previousState": {"label": "INIT"}}
     assert api.post(f"/pipelines/{pid}/pause").json["errorCode"] == "CONFLICT"
     act("start", 409)
-    assert act("stop") == {"label": "STOP", "cursor": "",
-                           "previousState": {"label": "PAUSE", "previousState": {"label": "INIT"}}}
+    assert act("stop") == {
+        "label": "STOP",
+        "cursor": "",
+        "previousState": {"label": "PAUSE", "previousState": {"label": "INIT"}},
+    }
     act("resume", 409)
     act("stop", 409)
     assert act("start")["label"] == "PAUSE"
@@ -149,12 +168,15 @@ def test_one_pipeline_per_module_and_connector_and_a_used_connector_cannot_go(ap
     assert api.get(f"/pipelines/{first['id']}").status_code == 404
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"module": "logs", "connectorID": "x"}, 400),
-    ({"connectorID": "x"}, 400),
-    ({"module": "events", "connectorID": str(uuid.uuid4())}, 404),
-    ({"module": "events", "connectorID": "not-a-uuid"}, 404),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"module": "logs", "connectorID": "x"}, 400),
+        ({"connectorID": "x"}, 400),
+        ({"module": "events", "connectorID": str(uuid.uuid4())}, 404),
+        ({"module": "events", "connectorID": "not-a-uuid"}, 404),
+    ],
+)
 def test_bad_pipeline_requests(api, body, status):
     resp = api.post("/pipelines", json=body)
     assert resp.status_code == status and resp.json["errorCode"] in ("VALIDATION", "NOT_FOUND")
@@ -163,13 +185,15 @@ def test_bad_pipeline_requests(api, body, status):
 def test_another_apps_connectors_and_pipelines_are_not_found(api, other_api):
     connector = api.connector()
     pipeline = api.pipeline(connector["id"])
-    for resp in (other_api.get(f"/connectors/{connector['id']}"),
-                 other_api.delete(f"/connectors/{connector['id']}"),
-                 other_api.post("/pipelines", json={"module": "events", "connectorID": connector["id"]}),
-                 other_api.get(f"/pipelines/{pipeline['id']}"),
-                 other_api.delete(f"/pipelines/{pipeline['id']}"),
-                 other_api.post(f"/pipelines/{pipeline['id']}/pause"),
-                 other_api.post(f"/pipelines/{pipeline['id']}/reset")):
+    for resp in (
+        other_api.get(f"/connectors/{connector['id']}"),
+        other_api.delete(f"/connectors/{connector['id']}"),
+        other_api.post("/pipelines", json={"module": "events", "connectorID": connector["id"]}),
+        other_api.get(f"/pipelines/{pipeline['id']}"),
+        other_api.delete(f"/pipelines/{pipeline['id']}"),
+        other_api.post(f"/pipelines/{pipeline['id']}/pause"),
+        other_api.post(f"/pipelines/{pipeline['id']}/reset"),
+    ):
         assert resp.status_code == 404 and resp.json["errorCode"] == "NOT_FOUND", resp.json
     assert other_api.get("/connectors").json["cursor"]["data"] == []
     assert other_api.get("/pipelines").json["cursor"]["data"] == []
@@ -190,7 +214,9 @@ def test_list_pages_follow_cursors_both_ways_and_stay_stable_as_rows_are_added(a
     assert last["next"] == ""
 
 
-@pytest.mark.parametrize("query", ["pageSize=0", "pageSize=1001", "pageSize=ten", "cursor=bm9wZQ", "cursor=%%%"])
+@pytest.mark.parametrize(
+    "query", ["pageSize=0", "pageSize=1001", "pageSize=ten", "cursor=bm9wZQ", "cursor=%%%"]
+)
 def test_bad_page_parameters_are_400(api, query):
     resp = api.get(f"/pipelines?{query}")
     assert resp.status_code == 400 and resp.json["errorCode"] == "VALIDATION"

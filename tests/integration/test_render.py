@@ -1,4 +1,5 @@
 """Rendering reports and exports into S3 (moto server) from the real Postgres, and the job sweep."""
+
 import csv
 import hashlib
 import io
@@ -9,14 +10,14 @@ import pytest
 import redis
 from celery import Celery
 
-from services import aws
+from services import aws, render_jobs
 from services.settings import WorkerSettings
-from services import render_jobs
 from services.worker import render
+from shared.channels import RENDER_TASK
 from tests.factories import REPORT_EVENTS as EVENTS
 from tests.factories import insert_events, insert_many_events
-from shared.channels import RENDER_TASK
 from tests.helpers import query
+
 
 @pytest.fixture
 def settings(stack, names, provisioned):
@@ -46,8 +47,16 @@ def test_report_holds_the_apps_matching_events_in_time_order(settings, s3, db, t
     app_id, _ = tenant
     batch = insert_events(db, app_id)
     insert_events(db, app_id + 100_000)  # no such app can match; rows of another tenant never show
-    job = new_job(db, app_id, job_filter={"customer": "ACME", "product": "WEB",
-                                          "start": 1_700_000_000_100, "end": 1_700_000_000_900})
+    job = new_job(
+        db,
+        app_id,
+        job_filter={
+            "customer": "ACME",
+            "product": "WEB",
+            "start": 1_700_000_000_100,
+            "end": 1_700_000_000_900,
+        },
+    )
 
     assert render.run(settings, db, s3, job.id) == "done"
 
@@ -129,23 +138,36 @@ def test_an_export_is_json_lines_split_into_files_by_size(stack, names, provisio
         lines += body.decode().splitlines()
     exported = [json.loads(line) for line in lines]
     assert [e["sequence"] for e in exported] == list(range(100))
-    assert exported[7] == {"customer": "ACME", "product": "WEB", "type": "PAGE-VIEW",
-                           "timestamp": 1700000000007, "context": ["session-7", "some context text"],
-                           "batch": exported[0]["batch"], "sequence": 7}
+    assert exported[7] == {
+        "customer": "ACME",
+        "product": "WEB",
+        "type": "PAGE-VIEW",
+        "timestamp": 1700000000007,
+        "context": ["session-7", "some context text"],
+        "batch": exported[0]["batch"],
+        "sequence": 7,
+    }
 
 
 def test_an_api_call_export_keeps_json_bodies_intact(settings, s3, db, tenant):
     app_id, _ = tenant
-    request = {"time": "2024-01-02T03:04:05.000000Z", "uri": "https://api.example.com/a?b=c", "verb": "POST",
-               "ip_address": "10.0.0.1", "body": {"text": 'back\\slash "quote"\nnewline \u0001'}}
+    request = {
+        "time": "2024-01-02T03:04:05.000000Z",
+        "uri": "https://api.example.com/a?b=c",
+        "verb": "POST",
+        "ip_address": "10.0.0.1",
+        "body": {"text": 'back\\slash "quote"\nnewline \u0001'},
+    }
     response = {"time": "2024-01-02T03:04:05.100000Z", "status": 201, "body": None}
     with db.connection() as conn, conn.cursor() as cur:
-        cur.execute("""INSERT INTO api_calls (app_id, batch, sequence, request_time, response_time, uri, verb,
+        cur.execute(
+            """INSERT INTO api_calls (app_id, batch, sequence, request_time, response_time, uri, verb,
                                               status, ip_address, user_id, blocked_by, request, response,
                                               received_at)
                        VALUES (%s, %s, 0, now(), now(), 'https://api.example.com/a?b=c', 'POST', 201,
                                '10.0.0.1', 'user-1', 'rule-7', %s, %s, now())""",
-                    (app_id, str(uuid.uuid4()), json.dumps(request), json.dumps(response)))
+            (app_id, str(uuid.uuid4()), json.dumps(request), json.dumps(response)),
+        )
     job = new_job(db, app_id, kind="export", entity="ApiCall")
     assert render.run(settings, db, s3, job.id) == "done"
 
@@ -170,8 +192,11 @@ def test_an_attempt_that_lost_its_claim_cannot_finish(settings, s3, db, tenant, 
     insert_events(db, tenant[0])
     with db.connection() as conn:
         first = render_jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
-    query(stack.database_url, "UPDATE render_jobs SET heartbeat_at = now() - interval '1 hour' "
-                              "WHERE id = %s RETURNING id", (job.id,))
+    query(
+        stack.database_url,
+        "UPDATE render_jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = %s RETURNING id",
+        (job.id,),
+    )
     assert render.run(settings, db, s3, job.id) == "done"  # a second worker takes the silent job
     with db.connection() as conn:
         assert not render_jobs.heartbeat(conn, first, 3)
@@ -188,16 +213,21 @@ def celery_client(stack):
     return Celery("sweep-test", broker=url, set_as_current=False), redis.Redis.from_url(url)
 
 
-def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(settings, s3, db, tenant, stack, celery_client):
+def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(
+    settings, s3, db, tenant, stack, celery_client
+):
     app, broker = celery_client
     silent, hopeless, fresh = (new_job(db, tenant[0]) for _ in range(3))
     for job in (silent, hopeless, fresh):
         with db.connection() as conn:
             render_jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
-    query(stack.database_url, "UPDATE render_jobs SET heartbeat_at = now() - interval '1 minute', "
-                              "attempts = CASE WHEN id = %s THEN %s ELSE attempts END "
-                              "WHERE id IN (%s, %s) RETURNING id",
-          (hopeless.id, settings.job_max_attempts, silent.id, hopeless.id))
+    query(
+        stack.database_url,
+        "UPDATE render_jobs SET heartbeat_at = now() - interval '1 minute', "
+        "attempts = CASE WHEN id = %s THEN %s ELSE attempts END "
+        "WHERE id IN (%s, %s) RETURNING id",
+        (hopeless.id, settings.job_max_attempts, silent.id, hopeless.id),
+    )
 
     result = render.sweep(settings, db, s3, app)
 
@@ -207,7 +237,8 @@ def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(settings, s3, db,
     assert load_job(db, tenant[0], fresh).status == "running"
     sent = [json.loads(m) for m in broker.lrange("celery", 0, -1)]
     assert [(m["headers"]["task"], silent.id in m["headers"]["argsrepr"]) for m in sent] == [
-        (RENDER_TASK, True)]
+        (RENDER_TASK, True)
+    ]
 
 
 def test_the_sweep_expires_exports_and_deletes_their_files(settings, s3, db, tenant, stack, celery_client):
@@ -216,8 +247,11 @@ def test_the_sweep_expires_exports_and_deletes_their_files(settings, s3, db, ten
     job = new_job(db, app_id, kind="export")
     assert render.run(settings, db, s3, job.id) == "done"
     key = load_job(db, app_id, job).files[0].s3_key
-    query(stack.database_url, "UPDATE render_jobs SET expires_at = now() - interval '1 second' "
-                              "WHERE id = %s RETURNING id", (job.id,))
+    query(
+        stack.database_url,
+        "UPDATE render_jobs SET expires_at = now() - interval '1 second' WHERE id = %s RETURNING id",
+        (job.id,),
+    )
 
     assert render.sweep(settings, db, s3, celery_client[0])["expired"] == [job.id]
 

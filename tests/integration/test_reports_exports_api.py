@@ -1,9 +1,10 @@
 """The control API's report (Barchart) and export (Mews) endpoints against the real Postgres,
 Redis and moto; rendering is the worker's plain function, called directly."""
+
 import csv
 import io
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -39,6 +40,7 @@ def basic(tenant):
 
 # --- reports ---------------------------------------------------------------------------------
 
+
 def test_reports_need_the_apps_own_basic_credentials(control, tenant, db):
     other = make_tenant(db)
     for auth in (None, (str(tenant[0]), "sk_wrong"), (str(other[0]), tenant[1]), ("", tenant[1])):
@@ -50,15 +52,24 @@ def test_reports_need_the_apps_own_basic_credentials(control, tenant, db):
 
 
 def test_start_report_answers_the_job_with_its_filter_and_timing(control, tenant):
-    before = datetime.now(timezone.utc)
-    resp = control.post("/reports", json={"filter": {"customer": "ACME", "product": "WEB",
-                                                     "start": "1571029200000", "end": 1571115600000}},
-                        **basic(tenant))
+    before = datetime.now(UTC)
+    resp = control.post(
+        "/reports",
+        json={
+            "filter": {"customer": "ACME", "product": "WEB", "start": "1571029200000", "end": 1571115600000}
+        },
+        **basic(tenant),
+    )
     assert resp.status_code == 200, resp.json
     job = resp.json
     assert job["source"] == "JOB-" + job["job"] and uuid.UUID(job["job"])
     assert job["status"] == "RUNNING"
-    assert job["filter"] == {"customer": "ACME", "product": "WEB", "start": 1571029200000, "end": 1571115600000}
+    assert job["filter"] == {
+        "customer": "ACME",
+        "product": "WEB",
+        "start": 1571029200000,
+        "end": 1571115600000,
+    }
     assert job["timing"]["day"] == before.strftime("%Y-%m-%d")
     assert abs(job["timing"]["start"] - before.timestamp() * 1000) < 60_000
     assert job["progress"] == {"rows": 0}
@@ -66,16 +77,19 @@ def test_start_report_answers_the_job_with_its_filter_and_timing(control, tenant
     assert control.post("/reports", **basic(tenant)).json["filter"] == {}
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"filter": {"start": "yesterday"}}, "filter.start"),
-    ({"filter": {"end": -5}}, "filter.end"),
-    ({"filter": {"start": True}}, "filter.start"),
-    ({"filter": {"start": 10, "end": 5}}, "filter.end"),
-    ({"filter": {"customer": 7}}, "filter.customer"),
-    ({"filter": {"colour": "red"}}, "filter.colour"),
-    ({"filter": "ACME"}, "filter"),
-    (["not", "an", "object"], "body"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"filter": {"start": "yesterday"}}, "filter.start"),
+        ({"filter": {"end": -5}}, "filter.end"),
+        ({"filter": {"start": True}}, "filter.start"),
+        ({"filter": {"start": 10, "end": 5}}, "filter.end"),
+        ({"filter": {"customer": 7}}, "filter.customer"),
+        ({"filter": {"colour": "red"}}, "filter.colour"),
+        ({"filter": "ACME"}, "filter"),
+        (["not", "an", "object"], "body"),
+    ],
+)
 def test_a_bad_report_request_is_a_400_naming_the_field(control, tenant, body, field):
     resp = control.post("/reports", json=body, **basic(tenant))
     assert resp.status_code == 400
@@ -122,13 +136,18 @@ def test_another_apps_report_is_as_unknown_as_a_missing_one(control, tenant, db)
 
 # --- exports ---------------------------------------------------------------------------------
 
+
 def add(control, tenant, entity="Event", **extra):
-    return control.post("/api/connector/v1/exports/add",
-                        json={**MEWS, "AccessToken": tenant[1], "EntityType": entity, **extra})
+    return control.post(
+        "/api/connector/v1/exports/add",
+        json={**MEWS, "AccessToken": tenant[1], "EntityType": entity, **extra},
+    )
 
 
 def get_all(control, tenant, ids):
-    return control.post("/api/connector/v1/exports/getAll", json={**MEWS, "AccessToken": tenant[1], "ExportIds": ids})
+    return control.post(
+        "/api/connector/v1/exports/getAll", json={**MEWS, "AccessToken": tenant[1], "ExportIds": ids}
+    )
 
 
 def test_add_export_is_pending_and_records_the_client(control, tenant, stack):
@@ -137,8 +156,9 @@ def test_add_export_is_pending_and_records_the_client(control, tenant, stack):
     export = resp.json["Export"]
     assert export["Status"] == "Pending" and export["EntityType"] == "Event"
     assert export["Files"] == [] and export["ExpiresUtc"] is None
-    assert query(stack.database_url, "SELECT client_token, client FROM render_jobs WHERE id = %s",
-                 (export["Id"],)) == [("client-token-1", "Sample Client 1.0.0")]
+    assert query(
+        stack.database_url, "SELECT client_token, client FROM render_jobs WHERE id = %s", (export["Id"],)
+    ) == [("client-token-1", "Sample Client 1.0.0")]
 
 
 def test_one_open_export_per_entity_type(control, tenant):
@@ -148,17 +168,22 @@ def test_one_open_export_per_entity_type(control, tenant):
     assert add(control, tenant, "ApiCall").status_code == 200  # another entity type is fine
 
 
-@pytest.mark.parametrize("change, status, field", [
-    ({"EntityType": "OrderItem"}, 400, "EntityType"),
-    ({"EntityType": None}, 400, "EntityType"),
-    ({"ClientToken": None}, 400, "ClientToken"),
-    ({"Client": 5}, 400, "Client"),
-    ({"AccessToken": None}, 401, "AccessToken"),
-    ({"AccessToken": "sk_unknown"}, 401, "AccessToken"),
-])
+@pytest.mark.parametrize(
+    "change, status, field",
+    [
+        ({"EntityType": "OrderItem"}, 400, "EntityType"),
+        ({"EntityType": None}, 400, "EntityType"),
+        ({"ClientToken": None}, 400, "ClientToken"),
+        ({"Client": 5}, 400, "Client"),
+        ({"AccessToken": None}, 401, "AccessToken"),
+        ({"AccessToken": "sk_unknown"}, 401, "AccessToken"),
+    ],
+)
 def test_bad_export_requests(control, tenant, change, status, field):
     body = {**MEWS, "AccessToken": tenant[1], "EntityType": "Event", **change}
-    resp = control.post("/api/connector/v1/exports/add", json={k: v for k, v in body.items() if v is not None})
+    resp = control.post(
+        "/api/connector/v1/exports/add", json={k: v for k, v in body.items() if v is not None}
+    )
     assert resp.status_code == status
     assert resp.json["error"]["message"].startswith(field + ":")
 
@@ -186,14 +211,18 @@ def test_a_finished_export_lists_fetchable_files_until_it_expires(control, worke
 
     export = get_all(control, tenant, [export_id]).json["Exports"][0]
     assert export["Status"] == "Success" and export["Progress"] == {"Rows": 5}
-    expires = datetime.strptime(export["ExpiresUtc"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    assert abs(expires - (datetime.now(timezone.utc) + timedelta(days=7))) < timedelta(minutes=5)
+    expires = datetime.strptime(export["ExpiresUtc"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(expires - (datetime.now(UTC) + timedelta(days=7))) < timedelta(minutes=5)
     [f] = export["Files"]
     got = requests.get(f["Url"], timeout=10)
     assert got.status_code == 200 and len(got.content) == f["SizeInBytes"]
     assert len(got.content.splitlines()) == 5
 
-    query(stack.database_url, "UPDATE render_jobs SET expires_at = now() WHERE id = %s RETURNING id", (export_id,))
+    query(
+        stack.database_url,
+        "UPDATE render_jobs SET expires_at = now() WHERE id = %s RETURNING id",
+        (export_id,),
+    )
     expired = get_all(control, tenant, [export_id]).json["Exports"][0]
     assert expired["Status"] == "Expired" and expired["Files"] == []
     # With the old export finished, a new one of the same type may start.

@@ -5,15 +5,16 @@ one request made with one of A's credentials against one of B's things; after it
 untouched. Endpoints added later append their rows here (expected status per their document:
 Data Cortex answers 403, the others 404 or 401).
 """
+
 import re
 from dataclasses import dataclass
 
 import pytest
 
+from services import tenancy
 from services.control import auth, sessions
 from services.ingest.app import create_app as create_ingest
 from services.settings import IngestSettings
-from services import tenancy
 from tests.factories import Person, barchart_event, person
 from tests.helpers import client_for, control_app
 
@@ -45,28 +46,77 @@ def logged_in(db, pat: Person) -> str:
 CASES = [
     ("post events to B's app with A's key", "ingest", "post", "/events", "A.key-as-B", [EVENT], {401}),
     ("list B's apps", "control", "get", "/api/1/app?org_id={B.org_id}", "A.session", {}, {403}),
-    ("create an app in B's org (GET form)", "control", "get",
-     "/api/1/app?org_id={B.org_id}&app_name=intruder", "A.session", {}, {403}),
-    ("create an app in B's org", "control", "post", "/api/1/app", "A.session",
-     {"org_id": "{B.org_id}", "app_name": "intruder"}, {403}),
+    (
+        "create an app in B's org (GET form)",
+        "control",
+        "get",
+        "/api/1/app?org_id={B.org_id}&app_name=intruder",
+        "A.session",
+        {},
+        {403},
+    ),
+    (
+        "create an app in B's org",
+        "control",
+        "post",
+        "/api/1/app",
+        "A.session",
+        {"org_id": "{B.org_id}", "app_name": "intruder"},
+        {403},
+    ),
     ("delete B's app", "control", "delete", "/api/1/app/{B.app_id}", "A.session", {}, {403}),
     ("add a key to B's app", "control", "post", "/api/1/app/{B.app_id}/key", "A.session", {}, {403}),
     ("revoke B's key", "control", "delete", "/api/1/app/{B.app_id}/key/{B.key_id}", "A.session", {}, {403}),
-    ("revoke B's key through A's app", "control", "delete", "/api/1/app/{A.app_id}/key/{B.key_id}",
-     "A.session", {}, {403, 404}),
-    ("read the user with A's API key as a session", "control", "get", "/api/1/user",
-     "A.key-as-session", {}, {403}),
-    ("list B's apps with A's API key as a session", "control", "get", "/api/1/app?org_id={B.org_id}",
-     "A.key-as-session", {}, {403}),
+    (
+        "revoke B's key through A's app",
+        "control",
+        "delete",
+        "/api/1/app/{A.app_id}/key/{B.key_id}",
+        "A.session",
+        {},
+        {403, 404},
+    ),
+    (
+        "read the user with A's API key as a session",
+        "control",
+        "get",
+        "/api/1/user",
+        "A.key-as-session",
+        {},
+        {403},
+    ),
+    (
+        "list B's apps with A's API key as a session",
+        "control",
+        "get",
+        "/api/1/app?org_id={B.org_id}",
+        "A.key-as-session",
+        {},
+        {403},
+    ),
     # Barchart reports: another app's job is as unknown as a missing one.
     ("read B's report status", "control", "get", "/reports/{b[source]}/availability", "A.basic", None, {404}),
     ("download B's report", "control", "get", "/reports/{b[source]}", "A.basic", None, {404}),
-    ("download B's report as B with A's key", "control", "get", "/reports/{b[source]}", "A.key-as-B", None,
-     {401}),
+    (
+        "download B's report as B with A's key",
+        "control",
+        "get",
+        "/reports/{b[source]}",
+        "A.key-as-B",
+        None,
+        {401},
+    ),
     ("start a report for B with A's key", "control", "post", "/reports", "A.key-as-B", {"filter": {}}, {401}),
     # Mews exports: getAll answers only the caller's own exports.
-    ("get B's export", "control", "post", "/api/connector/v1/exports/getAll", "A.token",
-     {"ExportIds": ["{b[export]}"]}, {200}),
+    (
+        "get B's export",
+        "control",
+        "post",
+        "/api/connector/v1/exports/getAll",
+        "A.token",
+        {"ExportIds": ["{b[export]}"]},
+        {200},
+    ),
     # Formance connectors and pipelines.
     ("list connectors", "control", "get", "/connectors", "A.basic", None, {200}),
     ("read B's connector", "control", "get", "/connectors/{b[connector]}", "A.basic", None, {404}),
@@ -76,11 +126,25 @@ CASES = [
     ("pause B's pipeline", "control", "post", "/pipelines/{b[pipeline]}/pause", "A.basic", None, {404}),
     ("reset B's pipeline", "control", "post", "/pipelines/{b[pipeline]}/reset", "A.basic", None, {404}),
     ("delete B's pipeline", "control", "delete", "/pipelines/{b[pipeline]}", "A.basic", None, {404}),
-    ("pipe events into B's connector", "control", "post", "/pipelines", "A.basic",
-     {"module": "events", "connectorID": "{b[connector]}"}, {404}),
+    (
+        "pipe events into B's connector",
+        "control",
+        "post",
+        "/pipelines",
+        "A.basic",
+        {"module": "events", "connectorID": "{b[connector]}"},
+        {404},
+    ),
     ("list B's pipelines with A's session", "control", "get", "/pipelines", "A.session-as-B", None, {401}),
-    ("pause B's pipeline with A's session", "control", "post", "/pipelines/{b[pipeline]}/pause",
-     "A.session-as-B", None, {401}),
+    (
+        "pause B's pipeline with A's session",
+        "control",
+        "post",
+        "/pipelines/{b[pipeline]}/pause",
+        "A.session-as-B",
+        None,
+        {401},
+    ),
 ]
 
 
@@ -89,20 +153,27 @@ def world(stack, names, provisioned, outbox, db):
     a, b = person(db), person(db)
     ingest = create_ingest(stack.settings(IngestSettings, **names, key_cache_seconds=0)).test_client()
     control = client_for(control_app(stack, outbox, **names))
-    return {"A": Tenant(a, logged_in(db, a), make_things(control, a)),
-            "B": Tenant(b, logged_in(db, b), make_things(control, b)),
-            "ingest": ingest, "control": control}
+    return {
+        "A": Tenant(a, logged_in(db, a), make_things(control, a)),
+        "B": Tenant(b, logged_in(db, b), make_things(control, b)),
+        "ingest": ingest,
+        "control": control,
+    }
 
 
 def make_things(control, who: Person) -> dict:
     """A report job, an export, a connector and a pipeline of `who`'s app, made through the APIs."""
     auth = (str(who.app_id), who.api_key)
     source = control.post("/reports", json={"filter": {}}, auth=auth).json["source"]
-    export = control.post("/api/connector/v1/exports/add", json={
-        **mews_tokens(who.api_key), "EntityType": "Event"}).json["Export"]["Id"]
-    connector = control.post("/connectors", json={"driver": "noop", "config": {}}, auth=auth).json["data"]["id"]
-    pipeline = control.post("/pipelines", json={"module": "events", "connectorID": connector},
-                            auth=auth).json["data"]["id"]
+    export = control.post(
+        "/api/connector/v1/exports/add", json={**mews_tokens(who.api_key), "EntityType": "Event"}
+    ).json["Export"]["Id"]
+    connector = control.post("/connectors", json={"driver": "noop", "config": {}}, auth=auth).json["data"][
+        "id"
+    ]
+    pipeline = control.post(
+        "/pipelines", json={"module": "events", "connectorID": connector}, auth=auth
+    ).json["data"]["id"]
     return {"source": source, "export": export, "connector": connector, "pipeline": pipeline}
 
 
@@ -142,23 +213,28 @@ def assert_b_untouched(world, db):
     b = world["B"]
     with db.connection() as conn:
         apps = tenancy.list_apps(conn, b.who.org_id)
-        assert [(app["app_id"], [k["key_id"] for k in app["keys"]]) for app in apps] == \
-            [(b.who.app_id, [b.who.key_id])]
+        assert [(app["app_id"], [k["key_id"] for k in app["keys"]]) for app in apps] == [
+            (b.who.app_id, [b.who.key_id])
+        ]
         assert tenancy.app_for_key(conn, b.who.api_key) == b.who.app_id
     control, auth = world["control"], (str(b.who.app_id), b.who.api_key)
     assert control.get(f"/reports/{b.things['source']}/availability", auth=auth).status_code == 200
     assert control.get(f"/connectors/{b.things['connector']}", auth=auth).status_code == 200
     pipeline = control.get(f"/pipelines/{b.things['pipeline']}", auth=auth)
     assert pipeline.status_code == 200 and pipeline.json["data"]["state"]["label"] in ("INIT", "READY")
-    exports = control.post("/api/connector/v1/exports/getAll",
-                           json={**mews_tokens(b.who.api_key), "ExportIds": [b.things["export"]]}).json
+    exports = control.post(
+        "/api/connector/v1/exports/getAll",
+        json={**mews_tokens(b.who.api_key), "ExportIds": [b.things["export"]]},
+    ).json
     assert [e["Id"] for e in exports["Exports"]] == [b.things["export"]]
 
 
-@pytest.mark.parametrize("what, service, method, path, credential, body, allowed", CASES,
-                         ids=[case[0] for case in CASES])
-def test_a_credential_of_app_a_cannot_touch_app_b(world, db, what, service, method, path, credential,
-                                                  body, allowed):
+@pytest.mark.parametrize(
+    "what, service, method, path, credential, body, allowed", CASES, ids=[case[0] for case in CASES]
+)
+def test_a_credential_of_app_a_cannot_touch_app_b(
+    world, db, what, service, method, path, credential, body, allowed
+):
     resp = _request(world, service, method, path, credential, body)
     text = resp.get_data(as_text=True)
     assert resp.status_code in allowed, (what, resp.status_code, text)
@@ -189,23 +265,31 @@ def test_revoked_keys_and_deleted_apps_are_refused_everywhere(world, db):
         assert tenancy.revoke_key(conn, a.app_id, a.key_id)
     for key, works in ((a.api_key, False), (second, True)):
         expected = 200 if works else 401
-        assert world["ingest"].post("/events", json=[EVENT], auth=(str(a.app_id), key)).status_code == expected
-        with control.test_request_context(headers={"Authorization": _basic(a.app_id, key)}, environ_base=ELSEWHERE):
+        assert (
+            world["ingest"].post("/events", json=[EVENT], auth=(str(a.app_id), key)).status_code == expected
+        )
+        with control.test_request_context(
+            headers={"Authorization": _basic(a.app_id, key)}, environ_base=ELSEWHERE
+        ):
             assert auth.basic_app() == (a.app_id if works else None)
             assert auth.app_for_token(key) == (a.app_id if works else None)
 
     with db.connection() as conn:
         assert tenancy.delete_app(conn, a.app_id)
     assert world["ingest"].post("/events", json=[EVENT], auth=(str(a.app_id), second)).status_code == 401
-    with control.test_request_context(headers={"Authorization": _basic(a.app_id, second)},
-                                      environ_base=ELSEWHERE):
+    with control.test_request_context(
+        headers={"Authorization": _basic(a.app_id, second)}, environ_base=ELSEWHERE
+    ):
         assert auth.basic_app() is None and auth.app_for_token(second) is None
-    listed = world["control"].get(f"/api/1/app?org_id={a.org_id}", json={"session_key": world["A"].session_key})
+    listed = world["control"].get(
+        f"/api/1/app?org_id={a.org_id}", json={"session_key": world["A"].session_key}
+    )
     assert listed.json["app_list"] == []
 
 
 def _basic(user, password) -> str:
     import base64
+
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 

@@ -1,9 +1,10 @@
 """The drain's pure parts: COPY text encoding, the lag gauge, describing DLQ messages."""
+
 import time
 
 from services.dlq import describe
-from services.worker.metrics import Lag
 from services.worker.event_writer import _text_field
+from services.worker.metrics import Lag
 from shared import envelope
 
 
@@ -18,8 +19,12 @@ def test_lag_is_the_age_of_the_oldest_message_seen_and_zero_once_caught_up():
     lag = Lag()
     assert lag.seconds() == 0
     now_ms = int(time.time() * 1000)
-    lag.observe([{"Attributes": {"SentTimestamp": str(now_ms - 5000)}},
-                 {"Attributes": {"SentTimestamp": str(now_ms - 1000)}}])
+    lag.observe(
+        [
+            {"Attributes": {"SentTimestamp": str(now_ms - 5000)}},
+            {"Attributes": {"SentTimestamp": str(now_ms - 1000)}},
+        ]
+    )
     assert 4.5 < lag.seconds() < 60
     lag.observe([])
     assert lag.seconds() == 0
@@ -49,8 +54,10 @@ class StubSQS:
 
     def delete_message_batch(self, QueueUrl, Entries):
         self.deleted += Entries
-        return {"Successful": [{"Id": e["Id"]} for e in Entries[1:]],
-                "Failed": [{"Id": Entries[0]["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True}]}
+        return {
+            "Successful": [{"Id": e["Id"]} for e in Entries[1:]],
+            "Failed": [{"Id": Entries[0]["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True}],
+        }
 
 
 def test_a_delete_that_fails_inside_a_200_is_counted_not_raised():
@@ -59,8 +66,11 @@ def test_a_delete_that_fails_inside_a_200_is_counted_not_raised():
     from services.worker.drain import Drainer
 
     def counts():
-        return (REGISTRY.get_sample_value("sluice_drain_messages_failed_total", {"reason": "delete"}) or 0,
-                REGISTRY.get_sample_value("sluice_drain_messages_stored_total") or 0)
+        return (
+            REGISTRY.get_sample_value("sluice_drain_messages_failed_total", {"reason": "delete"}) or 0,
+            REGISTRY.get_sample_value("sluice_drain_messages_stored_total") or 0,
+        )
+
     drainer = Drainer(settings=type("S", (), {"events_queue": "q"})(), db=None, sqs=StubSQS())
     failed, stored = counts()
     drainer._delete([{"ReceiptHandle": "a"}, {"ReceiptHandle": "b"}, {"ReceiptHandle": "c"}])
@@ -69,12 +79,14 @@ def test_a_delete_that_fails_inside_a_200_is_counted_not_raised():
 
 def test_delete_behind_survives_a_failing_delete_and_deletes_what_is_pending_on_exit():
     from services.worker.drain import DeleteBehind
+
     done = []
 
     def delete(messages):
         if messages == ["boom"]:
             raise RuntimeError("SQS fell over")
         done.append(messages)
+
     with DeleteBehind(delete) as behind:
         behind.submit(["boom"])
         behind.submit(["a"])

@@ -7,8 +7,16 @@ from shared import envelope
 
 
 def events(n, context_size=3):
-    return [{"customer": "ACME", "product": "WEB", "type": f"T{i % 7}", "timestamp": 1700000000000 + i,
-             "context": [f"ctx-{i}-{j}" for j in range(context_size)]} for i in range(n)]
+    return [
+        {
+            "customer": "ACME",
+            "product": "WEB",
+            "type": f"T{i % 7}",
+            "timestamp": 1700000000000 + i,
+            "context": [f"ctx-{i}-{j}" for j in range(context_size)],
+        }
+        for i in range(n)
+    ]
 
 
 def test_small_request_is_one_plain_message_that_round_trips():
@@ -37,13 +45,23 @@ def test_large_request_is_compressed_and_split_under_the_limit_in_order():
 
 
 def test_an_event_larger_than_a_message_is_refused():
-    big = [{"customer": "A", "product": "B", "type": "C", "timestamp": 1, "context": [os.urandom(4000).hex()]}]
+    big = [
+        {"customer": "A", "product": "B", "type": "C", "timestamp": 1, "context": [os.urandom(4000).hex()]}
+    ]
     with pytest.raises(envelope.EnvelopeError):
         envelope.pack("barchart", 1, "b", big, 0, 1024)
 
 
-@pytest.mark.parametrize("body", ["not json", "[1,2]", "gz:!!!", '{"v": 99, "kind": "barchart"}',
-                                  '{"v": 1, "kind": "barchart", "app_id": "7"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1,2]",
+        "gz:!!!",
+        '{"v": 99, "kind": "barchart"}',
+        '{"v": 1, "kind": "barchart", "app_id": "7"}',
+    ],
+)
 def test_poison_bodies_are_refused(body):
     with pytest.raises(envelope.EnvelopeError):
         envelope.decode(body)

@@ -1,4 +1,5 @@
 """The SQS sender against a fake SQS client: the one edge these tests stand in for."""
+
 import threading
 
 import pytest
@@ -13,7 +14,12 @@ class FakeSQS:
     """Answers SendMessageBatch like SQS does, failing entries inside a 200 as scripted."""
 
     def __init__(self, fail_first=0, sender_fault=False, unreachable=False, gate=None):
-        self.fail_first, self.sender_fault, self.unreachable, self.gate = fail_first, sender_fault, unreachable, gate
+        self.fail_first, self.sender_fault, self.unreachable, self.gate = (
+            fail_first,
+            sender_fault,
+            unreachable,
+            gate,
+        )
         self.calls, self.accepted = [], []
 
     def get_queue_url(self, QueueName):
@@ -43,8 +49,11 @@ def test_entries_failed_inside_a_200_are_sent_again_until_accepted():
     assert len(sqs.calls) == 2 and sqs.calls[1] == 3
 
 
-@pytest.mark.parametrize("sqs", [FakeSQS(fail_first=100), FakeSQS(sender_fault=True), FakeSQS(unreachable=True)],
-                         ids=["keeps-failing", "sender-fault", "unreachable"])
+@pytest.mark.parametrize(
+    "sqs",
+    [FakeSQS(fail_first=100), FakeSQS(sender_fault=True), FakeSQS(unreachable=True)],
+    ids=["keeps-failing", "sender-fault", "unreachable"],
+)
 def test_entries_sqs_will_not_take_raise_queue_unavailable(sqs):
     with pytest.raises(QueueUnavailable):
         EventQueue(SETTINGS, client=sqs).send(["a", "b"])
@@ -72,8 +81,9 @@ def test_a_call_never_exceeds_the_request_size_limit():
     assert sqs.calls == [2, 2, 1]
 
 
-LINGERING = IngestSettings(database_url="unused", sqs_send_deadline_seconds=3.0, sqs_senders=1,
-                           sqs_linger_ms=60_000)  # a linger far past the deadline: waiting would fail
+LINGERING = IngestSettings(
+    database_url="unused", sqs_send_deadline_seconds=3.0, sqs_senders=1, sqs_linger_ms=60_000
+)  # a linger far past the deadline: waiting would fail
 
 
 def test_a_lone_request_is_sent_at_once_whatever_the_linger():

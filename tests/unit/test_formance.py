@@ -1,25 +1,46 @@
 """The Formance contract package: driver configs, the pipeline state machine, opaque tokens."""
+
 import pytest
 from marshmallow import ValidationError
 
-from shared.schemas.pipelines import (TransitionNotAllowed, decode_token, encode_token, initial_state,
-                                     load_connector, transition)
 from services.worker.delivery import backoff_seconds
+from shared.schemas.pipelines import (
+    TransitionNotAllowed,
+    decode_token,
+    encode_token,
+    initial_state,
+    load_connector,
+    transition,
+)
 
 
 def test_driver_configs_get_their_defaults_and_durations_in_seconds():
-    http = load_connector({"driver": "http", "config": {"url": "http://hooks.local:8080/in",
-                                                        "batching": {"maxItems": 10, "flushInterval": "250ms"}}})
+    http = load_connector(
+        {
+            "driver": "http",
+            "config": {
+                "url": "http://hooks.local:8080/in",
+                "batching": {"maxItems": 10, "flushInterval": "250ms"},
+            },
+        }
+    )
     assert http["config"]["batching"] == {"maxItems": 10, "flushInterval": 0.25}
     assert http["config"]["headers"] == {}
     s3 = load_connector({"driver": "s3", "config": {"bucket": "my-bucket"}})
     assert s3["config"]["prefix"] == "" and s3["config"]["batching"]["maxItems"] is None
-    assert load_connector({"driver": "noop", "config": {"batching": {"flushInterval": 2}}})["config"] == \
-        {"batching": {"maxItems": None, "flushInterval": 2.0}}
+    assert load_connector({"driver": "noop", "config": {"batching": {"flushInterval": 2}}})["config"] == {
+        "batching": {"maxItems": None, "flushInterval": 2.0}
+    }
 
 
-@pytest.mark.parametrize("config", [{"url": "ftp://x.io/"}, {"url": "http://x.io", "headers": {"A": 1}},
-                                    {"url": "http://x.io", "batching": {"flushInterval": "-1s"}}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"url": "ftp://x.io/"},
+        {"url": "http://x.io", "headers": {"A": 1}},
+        {"url": "http://x.io", "batching": {"flushInterval": "-1s"}},
+    ],
+)
 def test_bad_http_configs_are_refused(config):
     with pytest.raises(ValidationError):
         load_connector({"driver": "http", "config": config})
@@ -35,9 +56,18 @@ def test_pause_stop_keep_the_state_they_left_and_resume_start_return_to_it():
     assert transition(stopped, "reset") == initial_state() == {"label": "INIT"}
 
 
-@pytest.mark.parametrize("label, action", [("READY", "resume"), ("READY", "start"), ("PAUSE", "pause"),
-                                           ("STOP", "stop"), ("STOP", "pause"), ("STOP", "resume"),
-                                           ("INIT", "start")])
+@pytest.mark.parametrize(
+    "label, action",
+    [
+        ("READY", "resume"),
+        ("READY", "start"),
+        ("PAUSE", "pause"),
+        ("STOP", "stop"),
+        ("STOP", "pause"),
+        ("STOP", "resume"),
+        ("INIT", "start"),
+    ],
+)
 def test_transitions_the_state_does_not_allow_are_refused(label, action):
     with pytest.raises(TransitionNotAllowed):
         transition({"label": label, "previousState": {"label": "READY"}}, action)

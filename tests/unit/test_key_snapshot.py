@@ -1,4 +1,5 @@
 """The key snapshot file: what lets a process that starts during a Postgres outage know keys."""
+
 import os
 import stat
 

@@ -1,4 +1,5 @@
 """The README is the front door: it must name every setting and benchmark the code has."""
+
 import pkgutil
 from pathlib import Path
 
@@ -9,8 +10,12 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_every_environment_variable_is_documented_with_its_default():
-    variables = {*IngestSettings.variables(), *ControlSettings.variables(), *WorkerSettings.variables(),
-                 *LAUNCHER_VARIABLES}
+    variables = {
+        *IngestSettings.variables(),
+        *ControlSettings.variables(),
+        *WorkerSettings.variables(),
+        *LAUNCHER_VARIABLES,
+    }
     missing = sorted(v for v in variables if f"| `{v}` |" not in README)
     assert not missing, f"README's configuration table lacks {missing}"
 

@@ -1,5 +1,6 @@
 """The report and export wire forms, without network."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from marshmallow import ValidationError
@@ -7,15 +8,18 @@ from marshmallow import ValidationError
 from shared.schemas.exports import export_body, valid_ids
 from shared.schemas.reports import job_body, load_report_request, parse_source
 
-NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("given, loaded", [
-    (1571029200000, 1571029200000),
-    ("1571029200000", 1571029200000),
-    (" 1571029200000 ", 1571029200000),
-    (1571029200000.0, 1571029200000),
-])
+@pytest.mark.parametrize(
+    "given, loaded",
+    [
+        (1571029200000, 1571029200000),
+        ("1571029200000", 1571029200000),
+        (" 1571029200000 ", 1571029200000),
+        (1571029200000.0, 1571029200000),
+    ],
+)
 def test_epoch_millis_come_as_numbers_or_numeric_strings(given, loaded):
     assert load_report_request({"filter": {"start": given}})["start"] == loaded
 
@@ -34,8 +38,14 @@ def test_source_names_a_job_only_as_JOB_uuid():
 
 def test_a_job_body_maps_our_states_to_barchart_words():
     body = job_body("abc", "queued", {"customer": "A", "product": None, "start": 5, "end": None}, NOW, 0)
-    assert body == {"job": "abc", "source": "JOB-abc", "status": "RUNNING", "filter": {"customer": "A", "start": 5},
-                    "timing": {"day": "2024-05-06", "start": 1714979289000}, "progress": {"rows": 0}}
+    assert body == {
+        "job": "abc",
+        "source": "JOB-abc",
+        "status": "RUNNING",
+        "filter": {"customer": "A", "start": 5},
+        "timing": {"day": "2024-05-06", "start": 1714979289000},
+        "progress": {"rows": 0},
+    }
     assert job_body("abc", "timeout", {}, NOW, 9)["status"] == "TIMEOUT"
 
 
@@ -51,4 +61,6 @@ def test_an_export_lists_files_only_while_it_is_a_success():
 
 
 def test_ids_that_are_not_uuids_match_nothing():
-    assert valid_ids(["nope", "3FA85F64-5717-4562-B3FD-2C963F66AFA6"]) == ["3fa85f64-5717-4562-b3fd-2c963f66afa6"]
+    assert valid_ids(["nope", "3FA85F64-5717-4562-B3FD-2C963F66AFA6"]) == [
+        "3fa85f64-5717-4562-b3fd-2c963f66afa6"
+    ]

@@ -4,13 +4,20 @@ A driver gets a batch as JSON texts (one per event, in delivery order) and eithe
 it or raises DeliveryFailed; the runner then retries the same batch with backoff. Delivery is at
 least once, so a destination may see a batch again after a failure or a takeover.
 """
+
 from services.worker.drivers.base import DeliveryFailed, Driver
 
 
 def build(driver: str, config: dict, settings, pipeline_id: str) -> Driver:
     """A driver for a connector's (already validated) config."""
     from services.worker.drivers import http, s3, simple
-    kinds = {"http": http.HttpDriver, "s3": s3.S3Driver, "stdout": simple.StdoutDriver, "noop": simple.NoopDriver}
+
+    kinds = {
+        "http": http.HttpDriver,
+        "s3": s3.S3Driver,
+        "stdout": simple.StdoutDriver,
+        "noop": simple.NoopDriver,
+    }
     return kinds[driver](config, settings, pipeline_id)
 
 

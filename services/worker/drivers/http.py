@@ -1,4 +1,5 @@
 """http: POST each batch as a JSON array to the connector's URL; any non-2xx answer is a failure."""
+
 import urllib3
 
 from services.worker.drivers.base import DeliveryFailed, Driver
@@ -11,8 +12,11 @@ class HttpDriver(Driver):
     def __init__(self, config, settings, pipeline_id):
         super().__init__(config, settings, pipeline_id)
         self.url = config["url"]
-        self.headers = {**config.get("headers", {}), "Content-Type": "application/json",
-                        "X-Sluice-Pipeline": pipeline_id}
+        self.headers = {
+            **config.get("headers", {}),
+            "Content-Type": "application/json",
+            "X-Sluice-Pipeline": pipeline_id,
+        }
         self.timeout = urllib3.Timeout(total=settings.pipeline_http_timeout_seconds)
 
     def send(self, docs, first):

@@ -3,6 +3,7 @@
 The key is the batch's first position, so a retried batch overwrites its earlier attempt instead
 of adding a second copy.
 """
+
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services import aws
@@ -22,7 +23,8 @@ class S3Driver(Driver):
     def send(self, docs, first):
         body = "".join(doc + "\n" for doc in docs).encode()
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=self.key(first), Body=body,
-                               ContentType="application/x-ndjson")
+            self.s3.put_object(
+                Bucket=self.bucket, Key=self.key(first), Body=body, ContentType="application/x-ndjson"
+            )
         except (BotoCoreError, ClientError) as exc:
             raise DeliveryFailed(f"s3://{self.bucket}/{self.key(first)}: {exc}") from None

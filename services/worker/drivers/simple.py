@@ -1,4 +1,5 @@
 """stdout (one JSON line per event on the worker's standard output) and noop (drops everything)."""
+
 import sys
 
 from services.worker.drivers.base import Driver

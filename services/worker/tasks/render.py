@@ -1,4 +1,5 @@
 """Render and sweep tasks for reports and exports; the logic is in services.worker.render."""
+
 import functools
 
 from celery import current_app, shared_task
@@ -20,8 +21,13 @@ def _resources():
     return settings, Database(settings.database_url, maxconn=4), aws.client(settings, "s3")
 
 
-@shared_task(name=RENDER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
-             time_limit=RENDER_TIME_LIMIT)
+@shared_task(
+    name=RENDER_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    time_limit=RENDER_TIME_LIMIT,
+)
 def render_job(job_id: str):
     settings, db, s3 = _resources()
     return render.run(settings, db, s3, job_id)
