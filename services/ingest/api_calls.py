@@ -3,12 +3,14 @@ client posts.
 
 The key travels in X-Moesif-Application-Id. The document defines no error shape, so errors use
 shared.errors.simple_error. The client accepts any 2xx and reads no body; we answer 200 with the
-batch id so a producer can trace its events.
+batch id so a producer can trace its events. Moesif's middlewares also read the app config and
+governance rules here (services/ingest/middleware_config.py).
 """
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from services.api_errors import ApiError, use_shape, validated
+from services.ingest import middleware_config
 from services.ingest.intake import app_for_key, enqueue, receiving
 from services.request_body import read_json
 from services.web import settings
@@ -48,5 +50,23 @@ def post_batch():
     return accepted(enqueue(EventKind.MOESIF.value, app_id, events), len(events))
 
 
+@bp.get("/moesifapi/v1/config")
+@bp.get("/v1/config")
+def get_config():
+    authenticate()
+    return tagged(middleware_config.CONFIG_JSON)
+
+
+@bp.get("/moesifapi/v1/rules")
+@bp.get("/v1/rules")
+def get_rules():
+    authenticate()
+    return tagged(middleware_config.RULES_JSON)
+
+
+def tagged(document: str) -> Response:
+    return Response(document, mimetype="application/json", headers=middleware_config.TAG_HEADERS)
+
+
 def accepted(batch: str, count: int):
-    return jsonify(batch=batch, count=count)
+    return jsonify(batch=batch, count=count), 200, middleware_config.TAG_HEADERS

@@ -31,12 +31,26 @@ _MOESIF_ONE = {
     }
 }
 _MOESIF_BATCH = {"post": {**_MOESIF_ONE["post"], "summary": "Add a batch of API call events (Moesif)"}}
+_MOESIF_CONFIG = {
+    "get": {
+        "summary": "The app config Moesif's middlewares read: sample everything (X-Moesif-Config-ETag)",
+        "parameters": _MOESIF_ONE["post"]["parameters"],
+        "responses": {"200": {"description": "Config object"}},
+    }
+}
+_MOESIF_RULES = {
+    "get": {**_MOESIF_CONFIG["get"], "summary": "Governance rules for Moesif's middlewares: none"}
+}
 OPENAPI_PATHS.update(
     {
         "/moesifapi/events": _MOESIF_ONE,
         "/v1/events": _MOESIF_ONE,
         "/moesifapi/events/batch": _MOESIF_BATCH,
         "/v1/events/batch": _MOESIF_BATCH,
+        "/moesifapi/v1/config": _MOESIF_CONFIG,
+        "/v1/config": _MOESIF_CONFIG,
+        "/moesifapi/v1/rules": _MOESIF_RULES,
+        "/v1/rules": _MOESIF_RULES,
     }
 )
 

@@ -114,6 +114,10 @@ def services(stack, names, provisioned, tmp_path):
         def beat(self, **extra):
             return self._add(celery_beat({**env, **extra}, tmp_path))
 
+        def process(self, name, cmd, **extra):
+            """Any other program (a producer's own web app), its output in its log."""
+            return self._add(Service(name, cmd, {**env, **{k: str(v) for k, v in extra.items()}}, tmp_path))
+
         def _add(self, service):
             started.append(service)
             return service

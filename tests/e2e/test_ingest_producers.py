@@ -115,6 +115,12 @@ def test_known_keys_keep_posting_across_processes_with_postgres_stopped(stack, n
         devstack.stop(pg_proc)
         answers = [post(key) for _ in range(10) for key in (known, fresh)]
         assert [r.status_code for r in answers] == [200] * 20, answers[0].text
+        # What Moesif's middlewares read at start-up needs no Postgres either.
+        configs = [
+            requests.get(ingest.url + path, headers={"X-Moesif-Application-Id": known}, timeout=15)
+            for path in ("/v1/config", "/v1/rules") * 4
+        ]
+        assert [r.status_code for r in configs] == [200] * 8, configs[0].text
         # A key outside the snapshot (revoked, or never seen) is not let in; without Postgres we
         # cannot tell which, so the answer is "retry later", not a 200.
         assert post(revoked).status_code == 503 and post("sk_never-seen").status_code == 503

@@ -2,12 +2,14 @@
 
 import gzip
 import json
+import secrets
 
 import pytest
 
+from services import tenancy
 from services.ingest.app import create_app
 from services.settings import IngestSettings
-from tests.factories import MOESIF_CLIENT_CALL
+from tests.factories import MOESIF_CLIENT_CALL, barchart_event
 from tests.helpers import queued_envelopes
 
 EVENT = MOESIF_CLIENT_CALL
@@ -118,3 +120,47 @@ def test_bad_input_never_gets_a_500(client, tenant, path, body):
         headers={"Content-Type": "application/json", "X-Moesif-Application-Id": key},
     )
     assert resp.status_code == 400, resp.get_data()
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/moesifapi/v1"])
+def test_the_config_samples_everything_and_there_are_no_rules(client, tenant, prefix):
+    """What moesifwsgi/-django/-asgi (moesifapi) and moesif-nodejs read at start-up and each minute."""
+    headers = {"X-Moesif-Application-Id": tenant[1]}
+    config = client.get(prefix + "/config", headers=headers)
+    no_overrides = ("user_sample_rate", "company_sample_rate", "user_rules", "company_rules")
+    assert config.status_code == 200 and config.json == {
+        "sample_rate": 100,  # percent: every call is sent
+        "regex_config": [],
+        **{field: {} for field in no_overrides},
+    }
+    rules = client.get(prefix + "/rules", headers=headers)
+    assert rules.status_code == 200 and rules.json == []
+    # The middlewares refetch when an events answer carries another tag than the config did.
+    etag = config.headers["X-Moesif-Config-ETag"]
+    posted = post(client, "/v1/events/batch", [EVENT], tenant[1])
+    again = client.get(prefix + "/config", headers=headers)
+    assert etag and posted.headers["X-Moesif-Config-ETag"] == again.headers["X-Moesif-Config-ETag"] == etag
+    assert posted.headers["X-Moesif-Rules-Tag"] == rules.headers["X-Moesif-Rules-Tag"]
+
+
+@pytest.mark.parametrize("path", ["/v1/config", "/moesifapi/v1/config", "/v1/rules", "/moesifapi/v1/rules"])
+@pytest.mark.parametrize("key", ["", "sk_not-a-key"])
+def test_config_and_rules_refuse_a_missing_or_unknown_key(client, path, key):
+    resp = client.get(path, headers={"X-Moesif-Application-Id": key})
+    assert resp.status_code == 401 and resp.json["error"]["code"] == "UNAUTHORIZED"
+    assert "X-Moesif-Config-ETag" not in resp.headers
+
+
+def test_keys_issued_in_the_shorter_form_before_keep_working(stack, names, client, db, tenant):
+    app_id, key = tenant
+    assert len(key) >= 50  # moesif-nodejs refuses an application id under 50 characters
+    old_key = "sk_" + secrets.token_urlsafe(32)  # how keys were made before: 46 characters
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO api_keys (app_id, prefix, key_hash) VALUES (%s, %s, %s)",
+            (app_id, old_key[:10], tenancy.hash_key(old_key)),
+        )
+    assert client.get("/v1/config", headers={"X-Moesif-Application-Id": old_key}).status_code == 200
+    assert post(client, "/v1/events/batch", [EVENT], old_key).status_code == 200
+    assert client.post("/events", json=[barchart_event()], auth=(str(app_id), old_key)).status_code == 200
+    assert {env["app_id"] for env in queued_envelopes(stack, names)} == {app_id}
