@@ -123,7 +123,8 @@ def _generate(root: Path, objects: list[dict], kind: str, generator: dict) -> No
             raise KustomizeError(f"{root}: no {kind} {generator['name']} to {behavior}")
         [obj] = existing
         if GENERATED not in obj:
-            raise KustomizeError(f"{root}: {kind} {generator['name']} was not generated; kustomize would not hash it")
+            raise KustomizeError(f"{root}: {kind} {generator['name']} was not generated here; "
+                                 "kustomize would not hash it")
         if behavior == "merge":
             values = {**_decoded(obj), **values}
             options = {**obj.get(GENERATED, {}), **options,

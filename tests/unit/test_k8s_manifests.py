@@ -5,6 +5,7 @@ The base and the example overlay are built by tests/unit/kustomize_lite.py (comp
 (the kubernetes-validate package) and KEDA's CRD schemas (deploy/k8s/schemas), and held to the
 settings the code reads, exactly as test_compose holds compose.yaml.
 """
+import base64
 import copy
 import json
 import math
@@ -84,7 +85,6 @@ def config(objects) -> dict[str, str]:
 
 
 def secret_values(obj: dict) -> dict[str, str]:
-    import base64
     return {k: base64.b64decode(v).decode() for k, v in obj.get("data", {}).items()}
 
 
@@ -112,9 +112,11 @@ def test_every_file_in_the_example_overlay_is_used_or_documented():
 
 def test_the_builds_hold_every_sluice_object(built):
     names = {(o["kind"], o["metadata"]["name"]) for o in built}
-    assert {("Deployment", n) for n in ("sluice-ingest", "sluice-control", "sluice-worker", "sluice-beat")} <= names
+    deployments = ("sluice-ingest", "sluice-control", "sluice-worker", "sluice-beat")
+    assert {("Deployment", n) for n in deployments} <= names
     assert ("Job", "sluice-release") in names
-    assert {("Service", "sluice-ingest"), ("Service", "sluice-control"), ("Service", "sluice-worker-metrics")} <= names
+    services = ("sluice-ingest", "sluice-control", "sluice-worker-metrics")
+    assert {("Service", n) for n in services} <= names
     assert {("ScaledObject", "sluice-worker"), ("TriggerAuthentication", "sluice-worker-sqs")} <= names
     assert {o["metadata"]["name"] for o in workloads(built)} == set(PROCESSES)
 
@@ -316,13 +318,14 @@ def container_of(objects, name) -> dict:
 
 
 def test_the_apis_start_their_real_entry_points_on_their_ports(built):
-    from services.control.app import create_app as control_app  # noqa: F401  the names exist
-    from services.ingest.app import create_app as ingest_app  # noqa: F401
+    import importlib
     for name, app in (("sluice-ingest", "services.ingest.app:create_app()"),
                       ("sluice-control", "services.control.app:create_app()")):
         container = container_of(built, name)
         command = container["command"]
         assert command[:3] == ["gunicorn", "-c", "deploy/gunicorn.conf.py"] and command[-1] == app
+        module, factory = app.removesuffix("()").split(":")
+        assert callable(getattr(importlib.import_module(module), factory))
         bind = command[command.index("-b") + 1]
         [port] = [p["containerPort"] for p in container["ports"] if p["name"] == "http"]
         assert bind == f"0.0.0.0:{port}"
@@ -353,7 +356,8 @@ def test_beat_is_exactly_one_replica_that_never_overlaps(built):
     beat = one(built, "Deployment", "sluice-beat")
     assert beat["spec"]["replicas"] == 1
     assert beat["spec"]["strategy"] == {"type": "Recreate"}
-    scaled = {o["spec"]["scaleTargetRef"]["name"] for o in find(built, "HorizontalPodAutoscaler") + find(built, "ScaledObject")}
+    autoscalers = find(built, "HorizontalPodAutoscaler") + find(built, "ScaledObject")
+    scaled = {o["spec"]["scaleTargetRef"]["name"] for o in autoscalers}
     assert "sluice-beat" not in scaled
 
 
@@ -511,8 +515,9 @@ def test_the_release_step_label_selects_what_the_job_needs_and_no_deployment(bui
     needed |= {("Namespace", ns["metadata"]["name"]) for ns in find(built, "Namespace")}
     for container in containers(job):
         for source in container["envFrom"]:
-            kind, ref = ("ConfigMap", source["configMapRef"]) if "configMapRef" in source else ("Secret", source["secretRef"])
-            needed.add((kind, ref["name"]))
+            for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                if key in source:
+                    needed.add((kind, source[key]["name"]))
     assert needed == labelled
 
 

@@ -35,7 +35,9 @@ REQUIRED_ALERTS = {"SluiceDLQNotEmpty", "SluiceDrainLagging", "SluiceNoLiveWorke
 REQUIRED_PANELS = {"Events accepted", "Ingest latency", "SQS calls", "Queue depth", "Drain lag",
                    "Drain rate", "Render duration", "Pipeline lag"}
 METRIC_DEFINITION = re.compile(r"\b(Counter|Gauge|Histogram|Summary|Info|Enum|\w+MetricFamily)\(")
-SUFFIXES = {"counter": ["_total", "_created"], "gauge": [""], "histogram": ["_bucket", "_count", "_sum", "_created"],
+# The series prometheus_client exposes for each type of metric.
+SUFFIXES = {"counter": ["_total", "_created"], "gauge": [""],
+            "histogram": ["_bucket", "_count", "_sum", "_created"],
             "summary": ["", "_count", "_sum", "_created"], "info": ["_info"], "stateset": [""]}
 
 
