@@ -31,7 +31,7 @@ BASE = K8S / "base"
 EXAMPLE = K8S / "overlays/example"
 # The oldest Kubernetes the manifests are meant for, and the newest the package knows.
 KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.utils.latest_version()]
-KEDA_SCHEMAS = json.loads((K8S / "schemas/keda-v2.20.2.json").read_text())
+KEDA_SCHEMAS = json.loads((K8S / "schemas/keda.json").read_text())
 
 # Each workload, the settings class its process reads, and its component label.
 PROCESSES = {"sluice-ingest": IngestSettings, "sluice-control": ControlSettings,
