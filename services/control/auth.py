@@ -1,8 +1,9 @@
 """Resolving a control API caller to an app or a user: every wire form maps onto the same
 API keys (Mews AccessToken, HTTP Basic) and logged-in users (Data Cortex session key).
 
-A client that presents too many wrong credentials is answered 429 (services/control/ratelimit.py)
-before anything more is looked up.
+A credential is always checked first, so a valid one works whoever else guessed from the same
+address; each wrong one is counted, and past the limit it is answered 429
+(services/control/ratelimit.py).
 """
 
 from flask import request
@@ -25,7 +26,6 @@ def app_for_token(key: str | None) -> int | None:
     """
     if not key:
         return None
-    ratelimit.refuse_blocked_client()
     with database().connection() as conn:
         app_id = app_for_key(conn, key)
     if app_id is None:
@@ -55,7 +55,6 @@ def session_user() -> int | None:
     key = session_key()
     if not key:
         return None
-    ratelimit.refuse_blocked_client()
     with database().connection() as conn:
         user_id = sessions.session_user(conn, key)
     if user_id is None:
