@@ -15,6 +15,7 @@ from services.api_errors import ApiError, use_shape
 from services.control import mail, ratelimit, sessions
 from services.control.auth import SESSION_COOKIE, session_key, session_user
 from services.web import database, settings
+from shared.enums import KeyScope
 from shared.errors import simple_error
 
 bp = Blueprint("accounts", __name__, url_prefix="/api/1")
@@ -292,7 +293,12 @@ def _app_json(app: dict) -> dict:
         "name": app["name"],
         "api_key_list": [key["prefix"] + "..." for key in app["keys"]],
         "api_keys": [
-            {"key_id": key["key_id"], "prefix": key["prefix"], "created_at": key["created_at"].isoformat()}
+            {
+                "key_id": key["key_id"],
+                "prefix": key["prefix"],
+                "scope": key["scope"],
+                "created_at": key["created_at"].isoformat(),
+            }
             for key in app["keys"]
         ],
     }
@@ -307,13 +313,24 @@ def delete_app(app_id: int):
     return jsonify(result="deleted", app_id=app_id)
 
 
+def _scope_param() -> KeyScope:
+    """The scope a new key asks for; ingest unless it says admin (what leaks should do least)."""
+    scope = _param("scope")
+    if scope is None:
+        return KeyScope.INGEST
+    if scope not in [s.value for s in KeyScope]:
+        raise _bad_request("scope: 'ingest' (posts events only) or 'admin' (also the control API)")
+    return KeyScope(scope)
+
+
 @bp.post("/app/<int:app_id>/key")
 def create_key(app_id: int):
     user_id = _require_user()
+    scope = _scope_param()
     with database().connection() as conn:
         _require_app(user_id, app_id, conn, "add a key to")
-        key_id, key = tenancy.create_key(conn, app_id)
-    return jsonify(app_id=app_id, key_id=key_id, api_key=key, prefix=key[:10])
+        key_id, key = tenancy.create_key(conn, app_id, scope)
+    return jsonify(app_id=app_id, key_id=key_id, api_key=key, prefix=key[:10], scope=scope.value)
 
 
 @bp.delete("/app/<int:app_id>/key/<int:key_id>")
