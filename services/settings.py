@@ -160,6 +160,12 @@ class ControlSettings(TaskSettings, HttpSettings):
     auth_failure_limit: int = env(
         "SLUICE_AUTH_FAILURE_LIMIT", 100, "wrong keys, session keys and codes per client address per window"
     )
+    # what one app may hold at once
+    render_jobs_per_app: int = env(
+        "SLUICE_RENDER_JOBS_PER_APP", 10, "reports and exports an app may have queued or running at once"
+    )
+    connectors_per_app: int = env("SLUICE_CONNECTORS_PER_APP", 20, "connectors an app may have")
+    pipelines_per_app: int = env("SLUICE_PIPELINES_PER_APP", 20, "pipelines an app may have")
 
 
 @dataclass(frozen=True, kw_only=True)
