@@ -30,15 +30,15 @@ def refuse_when_busy(conn, app_id: int) -> None:
 
 
 def enqueue(job_id: str) -> None:
-    """Send the render task; called after the job row committed.
+    """Send a render task for the new job; called after the job row committed.
 
-    If Redis does not take it, the job stays queued and the beat sweep enqueues it again, so the
-    client still gets its job rather than an error for work that will happen.
+    If Redis does not take it, the job stays queued and the beat sweep sends the task it lacks, so
+    the client still gets its job rather than an error for work that will happen.
     """
     try:
-        render_jobs.enqueue(current_app.config["CELERY"], job_id)
+        render_jobs.enqueue(current_app.config["CELERY"])
     except Exception:
-        log.exception("could not enqueue job %s; the sweep will", job_id)
+        log.exception("could not enqueue a task for job %s; the sweep will", job_id)
 
 
 def presigned_link(key: str) -> str:

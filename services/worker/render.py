@@ -201,13 +201,28 @@ def _statement(settings, job: render_jobs.Job) -> tuple[str, dict]:
     return EXPORT_SQL[job.entity_type], {"app_id": job.app_id}
 
 
+def run_next(settings, db, s3) -> str | None:
+    """Claim the next job in fair order and render it; its final status, or None when none waits."""
+    with db.connection() as conn:
+        job = render_jobs.claim_next(conn, settings.job_max_attempts)
+    if job is None:
+        log.info("no queued job to render (another worker took it)")
+        return None
+    return render_claimed(settings, db, s3, job)
+
+
 def run(settings, db, s3, job_id: str) -> str | None:
-    """Claim and render one job; return its final status, or None when it was not ours to render."""
+    """Claim and render this job; its final status, or None when it was not ours to render."""
     with db.connection() as conn:
         job = render_jobs.claim(conn, job_id, settings.job_stale_seconds, settings.job_max_attempts)
     if job is None:
         log.info("job %s is not claimable (done, or another worker has it)", job_id)
         return None
+    return render_claimed(settings, db, s3, job)
+
+
+def render_claimed(settings, db, s3, job: render_jobs.Job) -> str | None:
+    """Render a job this worker claimed; its final status, or None when it lost the claim."""
     abort_unfinished(s3, settings.exports_bucket, job_prefix(job))
 
     def beat(rows: int) -> bool:
@@ -271,12 +286,26 @@ def _copy_out(
 
 
 def sweep(settings, db, s3, celery_app) -> dict:
-    """The beat sweep: fail jobs that lost too many workers, re-enqueue stale ones, expire exports."""
+    """The beat sweep: fail jobs that lost too many workers, requeue stale ones, send the render
+    tasks queued jobs lack, expire exports."""
     with db.connection() as conn:
-        failed = render_jobs.fail_exhausted(conn, settings.job_stale_seconds, settings.job_max_attempts)
+        exhausted = render_jobs.exhausted(conn, settings.job_stale_seconds, settings.job_max_attempts)
+    failed = []
+    for job in exhausted:
+        with db.connection() as conn:
+            lost = f"the worker rendering it was lost {job.attempts} times"
+            if render_jobs.finish(conn, job, "failed", job.rows_written, error=lost):
+                failed.append(job.id)
+    with db.connection() as conn:
         requeued = render_jobs.requeue_stale(conn, settings.job_stale_seconds)
-    for job_id in requeued:  # after commit, so the task finds the job queued
-        render_jobs.enqueue(celery_app, job_id)
+    # Tasks waiting are read before jobs queued: a task taken in between then only lowers the
+    # count of jobs too, so no job is sent a second task. Jobs younger than the stale time may
+    # still be sending theirs.
+    waiting = render_jobs.waiting_tasks(celery_app)
+    with db.connection() as conn:
+        lacking = render_jobs.count_queued(conn, settings.job_stale_seconds) - waiting
+    for _ in range(lacking):
+        render_jobs.enqueue(celery_app)
     with db.connection() as conn:
         expiring = render_jobs.expiring(conn)
     for job in expiring:
@@ -284,6 +313,13 @@ def sweep(settings, db, s3, celery_app) -> dict:
         delete_prefix(s3, settings.exports_bucket, job_prefix(job))
         with db.connection() as conn:
             render_jobs.mark_expired(conn, job.id)
-    if failed or requeued or expiring:
-        log.info("sweep: %d failed, %d re-enqueued, %d expired", len(failed), len(requeued), len(expiring))
-    return {"failed": failed, "requeued": requeued, "expired": [j.id for j in expiring]}
+    sent = max(lacking, 0)
+    if failed or requeued or sent or expiring:
+        log.info(
+            "sweep: %d failed, %d requeued, %d tasks sent, %d expired",
+            len(failed),
+            len(requeued),
+            sent,
+            len(expiring),
+        )
+    return {"failed": failed, "requeued": requeued, "sent": sent, "expired": [j.id for j in expiring]}

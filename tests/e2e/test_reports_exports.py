@@ -174,3 +174,34 @@ def test_a_worker_killed_mid_render_leaves_the_job_to_another_worker(stack, serv
     assert (len(body), hashlib.sha256(body).hexdigest(), row_count) == (size, sha256, total)
     sequences = [int(line.rsplit(b",", 1)[1]) for line in body.splitlines()[1:]]
     assert sequences == list(range(total))  # every event once, in time order
+
+
+def test_one_apps_backlog_does_not_hold_back_another_apps_report(stack, services, db):
+    control = services.control(SLUICE_RENDER_JOBS_PER_APP="50")
+    busy, other = make_tenant(db), make_tenant(db)
+    insert_many_events(db, busy[0], 5_000)
+    insert_many_events(db, other[0], 10)
+
+    def start(tenant) -> str:
+        resp = requests.post(control.url + "/reports", json={}, auth=(str(tenant[0]), tenant[1]), timeout=10)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["job"]
+
+    backlog = [start(busy) for _ in range(50)]
+    lone = start(other)  # queued last, behind the whole backlog
+    services.worker()  # one render at a time
+
+    def completed(job_id):
+        [(status, completed_at)] = query(
+            stack.database_url, "SELECT status, completed_at FROM render_jobs WHERE id = %s", (job_id,)
+        )
+        return status == "done" and completed_at
+
+    lone_done = wait_for(lambda: completed(lone), 120, "the other app's report")
+    [(before,)] = query(
+        stack.database_url,
+        "SELECT count(*) FROM render_jobs WHERE id = ANY(%s::uuid[]) AND completed_at < %s",
+        (backlog, lone_done),
+    )
+    assert before <= 2  # not 50: the lone report went ahead of the backlog
+    wait_for(lambda: all(completed(j) for j in backlog), 300, "the backlog, all of it")

@@ -28,9 +28,10 @@ def _resources():
     ignore_result=True,
     time_limit=RENDER_TIME_LIMIT,
 )
-def render_job(job_id: str):
+def render_job(*_job_id):
+    """Render the next job in fair order. Tasks sent before fairness named a job: it is ignored."""
     settings, db, s3 = _resources()
-    return render.run(settings, db, s3, job_id)
+    return render.run_next(settings, db, s3)
 
 
 @shared_task(name=SWEEP_TASK, ignore_result=True)
