@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services import dlq, tenancy
+from services import app_deletions, dlq, tenancy
 from services.settings import CommonSettings, SettingsError
 from shared.enums import KeyScope
 
@@ -92,6 +92,18 @@ def cmd_create_user(args):
     with _connect() as conn:
         user_id = tenancy.create_user(conn, _org_id(conn, args.org), args.email)
     emit(args, {"user_id": user_id, "email": args.email.strip().lower()}, f"user {user_id} {args.email}")
+
+
+def cmd_deletions(args):
+    with _connect() as conn:
+        found = app_deletions.listing(conn, args.limit)
+    lines = [
+        f"app {d['app_id']} ({d['name']}, org {d['org_id']})  asked {d['requested_at']}  {d['state']}"
+        f"  files {d['files_deleted']}  rows {d['rows_deleted']}"
+        + (f"  last error: {d['last_error']}" if d["last_error"] else "")
+        for d in found
+    ]
+    emit(args, {"deletions": found}, "\n".join(lines) or "no app was deleted")
 
 
 def cmd_aws_provision(args):
@@ -180,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(admin, "create-user", cmd_create_user, "add a user (by email) to an organization")
     p.add_argument("--org", required=True)
     p.add_argument("email")
+    command(
+        admin, "deletions", cmd_deletions, "deleted apps: whether their files and events are gone yet"
+    ).add_argument("--limit", type=int, default=100)
 
     aws_group = groups.add_parser("aws", help="SQS queues and S3 bucket").add_subparsers(
         dest="cmd", required=True

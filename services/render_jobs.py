@@ -239,6 +239,14 @@ def count_queued(conn, older_than_seconds: float) -> int:
         return cur.fetchone()[0]
 
 
+def status(conn, job_id: str) -> str | None:
+    """The job's status now; None once it is gone (its app was deleted)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT status FROM render_jobs WHERE id = %s", (job_id,))
+        row = cur.fetchone()
+        return row[0] if row else None
+
+
 def expiring(conn, limit: int = 100) -> list[Job]:
     """Finished jobs past their expiry whose files are still to be deleted."""
     with conn.cursor() as cur:

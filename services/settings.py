@@ -207,7 +207,7 @@ class WorkerSettings(TaskSettings):
     job_sweep_seconds: float = env(
         "SLUICE_JOB_SWEEP_SECONDS",
         30.0,
-        "beat interval of the sweep that retries stale jobs and expires exports",
+        "beat interval of the sweep that retries stale jobs, expires exports and deletes deleted apps' data",
     )
     # pipeline delivery
     pipeline_threads: int = env("SLUICE_PIPELINE_THREADS", 1, "pipeline runner threads per worker process")

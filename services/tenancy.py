@@ -158,7 +158,13 @@ def revoke_key(conn, app_id: int, key_id: int) -> bool:
 
 
 def delete_app(conn, app_id: int) -> bool:
-    """Delete the app; its keys go with it (ON DELETE CASCADE), so ingest refuses them."""
+    """Delete the app: its keys, jobs, connectors and pipelines go with it (ON DELETE CASCADE), so
+    ingest refuses the keys. Its files and stored events are deleted by the worker sweep, which the
+    app_deletions row written here asks for (services/app_deletions.py)."""
     with conn.cursor() as cur:
-        cur.execute("DELETE FROM apps WHERE id = %s", (app_id,))
-        return cur.rowcount == 1
+        cur.execute("DELETE FROM apps WHERE id = %s RETURNING id, org_id, name", (app_id,))
+        deleted = cur.fetchone()
+        if deleted is None:
+            return False
+        cur.execute("INSERT INTO app_deletions (app_id, org_id, name) VALUES (%s, %s, %s)", deleted)
+        return True

@@ -3,6 +3,10 @@
 Memory stays bounded whatever the row count: COPY hands over one row at a time and a file holds at
 most two multipart parts in memory (one filling, one uploading). A file is visible (a row in
 render_files, a link) only once its upload completed, in the transaction that finishes the job.
+
+Files never outlive their job: a render that fails or times out deletes every object it wrote
+and aborts its uploads before it records the failure; the sweep does the same for jobs it fails
+and for exports that expire.
 """
 
 import logging
@@ -14,7 +18,7 @@ import psycopg2
 import psycopg2.errors
 
 from services import render_jobs
-from services.worker.s3files import S3File, abort_unfinished, delete_prefix
+from services.worker.s3files import S3File, abort_unfinished, discard
 from shared.schemas.reports import REPORT_COLUMNS, SOURCE_PREFIX
 
 log = logging.getLogger("sluice.render")
@@ -137,6 +141,8 @@ class RenderWatchdog:
         finally:
             self._stop.set()
             thread.join()
+        if self.stopped_by:  # the query had sent every row before the cancel: the client was slower
+            raise self.stopped_by
 
     def _run(self, conn) -> None:
         while not self._stop.wait(self.every):
@@ -157,6 +163,11 @@ class RenderWatchdog:
 def job_prefix(job: render_jobs.Job) -> str:
     """Where a job's files live: deterministic, so a retry overwrites rather than duplicates."""
     return f"{job.kind}s/{job.app_id}/{job.id}/"
+
+
+def app_prefixes(app_id: int) -> list[str]:
+    """Where all of an app's files live: every job_prefix of its jobs is under one of these."""
+    return [f"{kind}s/{app_id}/" for kind in ("report", "export")]
 
 
 def _opener(settings, s3, job: render_jobs.Job):
@@ -242,7 +253,8 @@ def render_claimed(settings, db, s3, job: render_jobs.Job) -> str | None:
         files = sink.close()
     except LostClaim:
         sink.abort()
-        log.warning("job %s: lost its claim to another worker; stopped", job.id)
+        log.warning("job %s: lost its claim; stopped", job.id)
+        _abandon(settings, db, s3, job)
         return None
     except RenderTimeout as exc:
         sink.abort()
@@ -251,6 +263,15 @@ def render_claimed(settings, db, s3, job: render_jobs.Job) -> str | None:
         sink.abort()
         log.exception("job %s failed", job.id)
         status, error = "failed", f"{type(exc).__name__}: {exc}"[:500]
+    if status != "done":
+        # Delete what this attempt wrote before the failure is recorded: if deleting fails, the job
+        # goes stale and is retried rather than failed with files left behind. The beat first keeps
+        # the job ours meanwhile (no attempt claims a job whose heartbeat is fresh).
+        if not beat(sink.rows):
+            log.warning("job %s: lost its claim; stopped", job.id)
+            _abandon(settings, db, s3, job)
+            return None
+        discard(s3, settings.exports_bucket, job_prefix(job))
 
     rows = [
         render_jobs.FileRow(n, f.key, f.size_bytes, f.row_count, f.sha256) for n, f in enumerate(files, 1)
@@ -266,10 +287,20 @@ def render_claimed(settings, db, s3, job: render_jobs.Job) -> str | None:
             error,
         )
     if not finished:
-        log.warning("job %s: lost its claim before finishing; another attempt owns it", job.id)
+        log.warning("job %s: lost its claim before finishing", job.id)
+        _abandon(settings, db, s3, job)
         return None
     log.info("job %s %s: %d rows in %d files", job.id, status, sink.rows, len(rows))
     return status
+
+
+def _abandon(settings, db, s3, job: render_jobs.Job) -> None:
+    """This attempt lost its job. When no other attempt will write the job's files (the sweep
+    failed the job, or the job went with its app), delete what this one wrote."""
+    with db.connection() as conn:
+        now = render_jobs.status(conn, job.id)
+    if now in (None, "failed", "timeout"):
+        discard(s3, settings.exports_bucket, job_prefix(job))
 
 
 def _copy_out(
@@ -287,11 +318,13 @@ def _copy_out(
 
 def sweep(settings, db, s3, celery_app) -> dict:
     """The beat sweep: fail jobs that lost too many workers, requeue stale ones, send the render
-    tasks queued jobs lack, expire exports."""
+    tasks queued jobs lack, expire exports. Files go before the row that says they are gone: a crash
+    between the two leaves a job the next sweep handles again."""
     with db.connection() as conn:
         exhausted = render_jobs.exhausted(conn, settings.job_stale_seconds, settings.job_max_attempts)
     failed = []
     for job in exhausted:
+        discard(s3, settings.exports_bucket, job_prefix(job))
         with db.connection() as conn:
             lost = f"the worker rendering it was lost {job.attempts} times"
             if render_jobs.finish(conn, job, "failed", job.rows_written, error=lost):
@@ -309,8 +342,7 @@ def sweep(settings, db, s3, celery_app) -> dict:
     with db.connection() as conn:
         expiring = render_jobs.expiring(conn)
     for job in expiring:
-        # Files first: a crash between the two leaves a job the next sweep expires again.
-        delete_prefix(s3, settings.exports_bucket, job_prefix(job))
+        discard(s3, settings.exports_bucket, job_prefix(job))
         with db.connection() as conn:
             render_jobs.mark_expired(conn, job.id)
     sent = max(lacking, 0)

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -16,7 +17,7 @@ from services.worker import render
 from shared.channels import RENDER_QUEUE, RENDER_TASK
 from tests.factories import REPORT_EVENTS as EVENTS
 from tests.factories import insert_events, insert_many_events, make_tenant
-from tests.helpers import query
+from tests.helpers import query, wait_for
 
 
 @pytest.fixture
@@ -323,3 +324,66 @@ def test_the_sweep_expires_exports_and_deletes_their_files(settings, s3, db, ten
     assert expired.status == "expired" and expired.files == []
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=settings.exports_bucket, Key=key)
+
+
+def leftovers(s3, settings, job) -> tuple[list, list]:
+    """(objects, unfinished multipart uploads) under the job's prefix."""
+    prefix = render.job_prefix(job)
+    objects = s3.list_objects_v2(Bucket=settings.exports_bucket, Prefix=prefix).get("Contents", [])
+    uploads = s3.list_multipart_uploads(Bucket=settings.exports_bucket, Prefix=prefix).get("Uploads", [])
+    return objects, uploads
+
+
+def test_an_export_that_times_out_deletes_every_file_it_wrote(stack, names, provisioned, s3, db, tenant):
+    # Files of about 9 rows each: many are written (one PUT each) before the time limit stops it.
+    settings = stack.settings(
+        WorkerSettings, **names, export_file_max_bytes=2000, render_max_seconds=1, job_heartbeat_seconds=0.05
+    )
+    insert_many_events(db, tenant[0], 10_000)
+    job = new_job(db, tenant[0], kind="export")
+    assert render.run(settings, db, s3, job.id) == "failed"
+    done = load_job(db, tenant[0], job)
+    assert done.files == [] and done.rows_written >= 100  # it had written files: 10 or more
+    assert leftovers(s3, settings, job) == ([], [])
+
+
+def test_an_export_that_fails_part_way_deletes_every_file_it_wrote(stack, names, provisioned, s3, db, tenant):
+    settings = stack.settings(
+        WorkerSettings, **names, export_file_max_bytes=20_000, job_heartbeat_seconds=0.05
+    )
+    insert_many_events(db, tenant[0], 50_000)
+    job = new_job(db, tenant[0], kind="export")
+    with ThreadPoolExecutor(1) as pool:
+        rendering = pool.submit(render.run, settings, db, s3, job.id)
+        wait_for(lambda: load_job(db, tenant[0], job).rows_written >= 1000, 60, "ten files written")
+        # The fault: Postgres drops the connection the export reads from.
+        query(
+            stack.database_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE '%%COPY (%%' AND pid <> pg_backend_pid()",
+        )
+        assert rendering.result(60) == "failed"
+    assert load_job(db, tenant[0], job).files == []
+    assert leftovers(s3, settings, job) == ([], [])
+
+
+def test_the_sweep_deletes_what_dead_attempts_wrote_when_it_fails_their_job(
+    settings, s3, db, tenant, stack, celery_client
+):
+    job = new_job(db, tenant[0], kind="export")
+    with db.connection() as conn:
+        render_jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
+    prefix, bucket = render.job_prefix(job), settings.exports_bucket
+    s3.put_object(
+        Bucket=bucket, Key=f"{prefix}{job.id}-1.jsonl", Body=b"{}\n"
+    )  # a file, then the worker died
+    s3.create_multipart_upload(Bucket=bucket, Key=f"{prefix}{job.id}-2.jsonl")
+    query(
+        stack.database_url,
+        "UPDATE render_jobs SET attempts = %s, heartbeat_at = now() - interval '1 minute' WHERE id = %s "
+        "RETURNING id",
+        (settings.job_max_attempts, job.id),
+    )
+    assert render.sweep(settings, db, s3, celery_client[0])["failed"] == [job.id]
+    assert load_job(db, tenant[0], job).status == "failed"
+    assert leftovers(s3, settings, job) == ([], [])

@@ -1,4 +1,5 @@
-"""Render and sweep tasks for reports and exports; the logic is in services.worker.render."""
+"""Render and sweep tasks for reports and exports; the logic is in services.worker.render (and, for
+the files and rows of deleted apps, services.worker.app_purge)."""
 
 import functools
 
@@ -6,7 +7,7 @@ from celery import current_app, shared_task
 
 from services import aws
 from services.database import Database
-from services.worker import render
+from services.worker import app_purge, render
 from shared.channels import RENDER_TASK, SWEEP_TASK
 
 # Renders are idempotent (claimed by compare-and-set, written under deterministic keys), so a
@@ -38,3 +39,5 @@ def render_job(*_job_id):
 def sweep_render_jobs():
     settings, db, s3 = _resources()
     render.sweep(settings, db, s3, current_app)
+    # Half the beat interval at most, so the next sweep is not dropped while this one deletes.
+    app_purge.purge_deleted_apps(settings, db, s3, budget_seconds=settings.job_sweep_seconds / 2)
