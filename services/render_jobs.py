@@ -138,13 +138,12 @@ def claim(conn, job_id: str, stale_seconds: float, max_attempts: int) -> Job | N
 # app whose latest render started longest ago (one never served before all others); then that
 # app's oldest queued job. SKIP LOCKED: concurrent claimers take different jobs, never wait.
 _NEXT_JOB = """
-WITH waiting AS (SELECT DISTINCT app_id FROM render_jobs WHERE status = 'queued'),
-     turns AS (
-         SELECT app_id,
-                (SELECT count(*) FROM render_jobs r
-                  WHERE r.app_id = w.app_id AND r.status = 'running') AS running,
-                (SELECT max(started_at) FROM render_jobs r WHERE r.app_id = w.app_id) AS last_served
-         FROM waiting w)
+WITH running AS (SELECT app_id, count(*) AS jobs FROM render_jobs WHERE status = 'running' GROUP BY app_id),
+     turns AS MATERIALIZED (  -- once per app, not once per queued job
+         SELECT w.app_id, coalesce(r.jobs, 0) AS running,
+                (SELECT max(started_at) FROM render_jobs s WHERE s.app_id = w.app_id) AS last_served
+         FROM (SELECT DISTINCT app_id FROM render_jobs WHERE status = 'queued') w
+         LEFT JOIN running r ON r.app_id = w.app_id)
 SELECT j.id FROM render_jobs j JOIN turns t ON t.app_id = j.app_id
 WHERE j.status = 'queued' AND j.attempts < %(max_attempts)s
 ORDER BY t.running, t.last_served NULLS FIRST, j.created_at
