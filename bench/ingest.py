@@ -31,6 +31,7 @@ from services import aws, tenancy
 from services.database import Database
 from services.settings import IngestSettings
 from shared import envelope
+from shared.enums import KeyScope
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -169,7 +170,7 @@ def main(argv: list[str]) -> int:
         db = Database(db_url, maxconn=1)
         with db.connection() as conn:
             app_id = tenancy.create_app(conn, tenancy.create_org(conn, "bench"), "bench")
-            _, key = tenancy.create_key(conn, app_id)
+            _, key = tenancy.create_key(conn, app_id, KeyScope.INGEST)
         db.close()
         settings = IngestSettings(
             database_url=db_url,

@@ -13,6 +13,10 @@ threads = int(os.environ.get("SLUICE_WEB_THREADS", "8"))
 timeout = 30
 graceful_timeout = 20
 accesslog = os.environ.get("SLUICE_ACCESS_LOG") or None
+# Forwarded headers are believed only as SLUICE_TRUSTED_PROXY_HOPS says (werkzeug's ProxyFix in the
+# app, which the access log then follows); gunicorn's own trust of X-Forwarded-Proto from
+# 127.0.0.1 would let any local client claim https.
+forwarded_allow_ips = ""
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sluice-prom-")

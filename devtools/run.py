@@ -14,6 +14,7 @@ from services import aws, tenancy
 from services.database import Database
 from services.migrations import upgrade
 from services.settings import WorkerSettings
+from shared.enums import KeyScope
 
 STATE = Path(os.environ.get("SLUICE_STATE_DIR", ".state"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +86,9 @@ def _mail_sink(sinks) -> dict:
     return {"SLUICE_SMTP_HOST": "127.0.0.1", "SLUICE_SMTP_PORT": str(port)}
 
 
-def _seed(settings) -> tuple[int, str]:
-    """The demo org and app, and a fresh key for it (keys are stored hashed, so never re-shown)."""
+def _seed(settings) -> tuple[int, str, str]:
+    """The demo org and app, and a fresh ingest key and admin key for it (keys are stored hashed,
+    so never re-shown)."""
     db = Database(settings.database_url, maxconn=1)
     with db.connection() as conn:
         org_id = tenancy.org_id_by_name(conn, DEMO_ORG) or tenancy.create_org(conn, DEMO_ORG)
@@ -94,10 +96,11 @@ def _seed(settings) -> tuple[int, str]:
             cur.execute("SELECT id FROM apps WHERE org_id = %s AND name = %s", (org_id, DEMO_APP))
             row = cur.fetchone()
         app_id = row[0] if row else tenancy.create_app(conn, org_id, DEMO_APP)
-        _, key = tenancy.create_key(conn, app_id)
+        _, ingest_key = tenancy.create_key(conn, app_id, KeyScope.INGEST)
+        _, admin_key = tenancy.create_key(conn, app_id, KeyScope.ADMIN)
         tenancy.create_user(conn, org_id, DEMO_USER)
     db.close()
-    return app_id, key
+    return app_id, ingest_key, admin_key
 
 
 def _services(env) -> list[tuple[str, list[str]]]:
@@ -142,7 +145,7 @@ def run() -> None:
         settings = WorkerSettings.from_env()
         upgrade(settings.database_url)
         aws.provision(settings)
-        app_id, key = _seed(settings)
+        app_id, key, admin_key = _seed(settings)
         env = {
             "host": os.environ.get("SLUICE_HOST", "127.0.0.1"),
             "ingest_port": os.environ.get("SLUICE_INGEST_PORT", "8000"),
@@ -159,7 +162,8 @@ Sluice is running (Ctrl-C stops it)
   ingest API   http://{env["host"]}:{env["ingest_port"]}   (POST /events, /moesifapi/events, /v1/events)
   control API  http://{env["host"]}:{env["control_port"]}
   demo app id  {app_id}
-  demo API key {key}
+  demo API key {key}   (ingest: posts events, what producers ship)
+  admin key    {admin_key}   (also reports, exports, connectors and pipelines)
   demo user    {DEMO_USER}   (login mail is kept in {STATE / "outbox"}; its link is printed here)
   log in:  curl -d '{{"email":"{DEMO_USER}"}}' -H 'Content-Type: application/json' \\
          http://{env["host"]}:{env["control_port"]}/api/1/login

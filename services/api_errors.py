@@ -42,6 +42,13 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "NOT_FOUND", f"{what} not found")
 
 
+def over_limit(limit: int, what: str) -> ApiError:
+    """The app already holds as many of `what` as it may (a per-app limit)."""
+    return ApiError(
+        409, "CONFLICT", f"the app already has {limit} {what}, the most it may have: delete one first"
+    )
+
+
 def invalid(exc: ValidationError, code: str) -> ApiError:
     """A 400 naming the first field marshmallow refused (and its index, in a batch)."""
     field, message = flatten_marshmallow(exc.messages)[0]

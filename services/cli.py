@@ -9,8 +9,9 @@ from pathlib import Path
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services import dlq, tenancy
+from services import app_deletions, dlq, tenancy
 from services.settings import CommonSettings, SettingsError
+from shared.enums import KeyScope
 
 # In a checkout, `make run` records where its Postgres, Redis and moto are; dev.env has the rest.
 ENV_FILES = (Path(".state/run.env"), Path("deploy/dev.env"))
@@ -62,15 +63,19 @@ def cmd_create_org(args):
     emit(args, {"org_id": org_id, "name": args.name}, f"org {org_id} {args.name}")
 
 
+def _emit_key(args, app_id: int, key_id: int, key: str) -> None:
+    emit(
+        args,
+        {"app_id": app_id, "key_id": key_id, "api_key": key, "scope": args.scope},
+        f"app_id  {app_id}\napi_key {key}   ({args.scope} key, shown once: keep it)",
+    )
+
+
 def cmd_create_app(args):
     with _connect() as conn:
         app_id = tenancy.create_app(conn, _org_id(conn, args.org), args.name)
-        key_id, key = tenancy.create_key(conn, app_id)
-    emit(
-        args,
-        {"app_id": app_id, "key_id": key_id, "api_key": key},
-        f"app_id  {app_id}\napi_key {key}   (shown once: keep it)",
-    )
+        key_id, key = tenancy.create_key(conn, app_id, KeyScope(args.scope))
+    _emit_key(args, app_id, key_id, key)
 
 
 def cmd_create_key(args):
@@ -79,16 +84,26 @@ def cmd_create_key(args):
             cur.execute("SELECT 1 FROM apps WHERE id = %s", (args.app,))
             if cur.fetchone() is None:
                 raise SystemExit(f"sluice: no app with id {args.app}")
-        key_id, key = tenancy.create_key(conn, args.app)
-    emit(
-        args, {"app_id": args.app, "key_id": key_id, "api_key": key}, f"api_key {key}   (shown once: keep it)"
-    )
+        key_id, key = tenancy.create_key(conn, args.app, KeyScope(args.scope))
+    _emit_key(args, args.app, key_id, key)
 
 
 def cmd_create_user(args):
     with _connect() as conn:
         user_id = tenancy.create_user(conn, _org_id(conn, args.org), args.email)
     emit(args, {"user_id": user_id, "email": args.email.strip().lower()}, f"user {user_id} {args.email}")
+
+
+def cmd_deletions(args):
+    with _connect() as conn:
+        found = app_deletions.listing(conn, args.limit)
+    lines = [
+        f"app {d['app_id']} ({d['name']}, org {d['org_id']})  asked {d['requested_at']}  {d['state']}"
+        f"  files {d['files_deleted']}  rows {d['rows_deleted']}"
+        + (f"  last error: {d['last_error']}" if d["last_error"] else "")
+        for d in found
+    ]
+    emit(args, {"deletions": found}, "\n".join(lines) or "no app was deleted")
 
 
 def cmd_aws_provision(args):
@@ -158,15 +173,28 @@ def build_parser() -> argparse.ArgumentParser:
         dest="cmd", required=True
     )
     command(admin, "create-org", cmd_create_org, "create an organization").add_argument("name")
+
+    def scope_option(p):
+        p.add_argument(
+            "--scope",
+            choices=[s.value for s in KeyScope],
+            default=KeyScope.INGEST.value,
+            help="ingest (default): posts events only, the key producers ship; admin: also the control API",
+        )
+
     p = command(admin, "create-app", cmd_create_app, "create an app and its first API key")
     p.add_argument("--org", required=True)
     p.add_argument("name")
-    command(admin, "create-key", cmd_create_key, "create another API key").add_argument(
-        "--app", type=int, required=True
-    )
+    scope_option(p)
+    p = command(admin, "create-key", cmd_create_key, "create another API key")
+    p.add_argument("--app", type=int, required=True)
+    scope_option(p)
     p = command(admin, "create-user", cmd_create_user, "add a user (by email) to an organization")
     p.add_argument("--org", required=True)
     p.add_argument("email")
+    command(
+        admin, "deletions", cmd_deletions, "deleted apps: whether their files and events are gone yet"
+    ).add_argument("--limit", type=int, default=100)
 
     aws_group = groups.add_parser("aws", help="SQS queues and S3 bucket").add_subparsers(
         dest="cmd", required=True

@@ -67,7 +67,18 @@ class CommonSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class IngestSettings(CommonSettings):
+class HttpSettings(CommonSettings):
+    """What both APIs read: who stands between them and their clients."""
+
+    trusted_proxy_hops: int = env(
+        "SLUICE_TRUSTED_PROXY_HOPS",
+        0,
+        "proxies in front of the API whose X-Forwarded-For/-Proto/-Host are believed; 0: none, ignore them",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestSettings(HttpSettings):
     open_ingest_app: int | None = env(
         "SLUICE_OPEN_INGEST_APP", None, "app id that receives unauthenticated POST /events"
     )
@@ -104,7 +115,7 @@ class TaskSettings(CommonSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ControlSettings(TaskSettings):
+class ControlSettings(TaskSettings, HttpSettings):
     max_body_bytes: int = env(
         "SLUICE_CONTROL_MAX_BODY_BYTES", 262_144, "largest request body the control API reads"
     )
@@ -116,7 +127,16 @@ class ControlSettings(TaskSettings):
     smtp_password: str | None = env("SLUICE_SMTP_PASSWORD", None)
     mail_from: str = env("SLUICE_MAIL_FROM", "sluice@localhost", "From: address of login mail")
     public_url: str | None = env(
-        "SLUICE_PUBLIC_URL", None, "control API base URL in mailed links; unset: the request's host"
+        "SLUICE_PUBLIC_URL",
+        None,
+        "control API base URL in mailed links (https: session cookies are Secure); unset: the request's "
+        "Host, if SLUICE_ALLOWED_HOSTS names it",
+    )
+    allowed_hosts: str = env(
+        "SLUICE_ALLOWED_HOSTS",
+        "localhost,127.0.0.1,[::1]",
+        "without SLUICE_PUBLIC_URL, the Hosts a login may name (comma-separated, `name` for any port or "
+        "`name:port`); a login naming another is refused",
     )
     login_ttl_seconds: int = env("SLUICE_LOGIN_TTL_SECONDS", 900, "how long a login link and code live")
     login_max_code_attempts: int = env(
@@ -128,13 +148,24 @@ class ControlSettings(TaskSettings):
     rate_limit_window_seconds: int = env(
         "SLUICE_RATE_LIMIT_WINDOW_SECONDS", 900, "window the rate limits below count in"
     )
-    login_limit_per_email: int = env("SLUICE_LOGIN_LIMIT_PER_EMAIL", 5, "logins per email per window")
+    login_limit_per_email_and_address: int = env(
+        "SLUICE_LOGIN_LIMIT_PER_EMAIL_AND_ADDRESS", 5, "logins per email from one client address per window"
+    )
+    login_limit_per_email: int = env(
+        "SLUICE_LOGIN_LIMIT_PER_EMAIL", 50, "logins per email from all addresses per window (a ceiling)"
+    )
     login_limit_per_address: int = env(
         "SLUICE_LOGIN_LIMIT_PER_ADDRESS", 50, "logins per client address per window"
     )
     auth_failure_limit: int = env(
         "SLUICE_AUTH_FAILURE_LIMIT", 100, "wrong keys, session keys and codes per client address per window"
     )
+    # what one app may hold at once
+    render_jobs_per_app: int = env(
+        "SLUICE_RENDER_JOBS_PER_APP", 10, "reports and exports an app may have queued or running at once"
+    )
+    connectors_per_app: int = env("SLUICE_CONNECTORS_PER_APP", 20, "connectors an app may have")
+    pipelines_per_app: int = env("SLUICE_PIPELINES_PER_APP", 20, "pipelines an app may have")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,7 +207,7 @@ class WorkerSettings(TaskSettings):
     job_sweep_seconds: float = env(
         "SLUICE_JOB_SWEEP_SECONDS",
         30.0,
-        "beat interval of the sweep that retries stale jobs and expires exports",
+        "beat interval of the sweep that retries stale jobs, expires exports and deletes deleted apps' data",
     )
     # pipeline delivery
     pipeline_threads: int = env("SLUICE_PIPELINE_THREADS", 1, "pipeline runner threads per worker process")

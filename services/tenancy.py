@@ -3,6 +3,8 @@
 import hashlib
 import secrets
 
+from shared.enums import KeyScope
+
 KEY_PREFIX = "sk_"
 
 
@@ -38,13 +40,13 @@ def create_app(conn, org_id: int, name: str) -> int:
         return cur.fetchone()[0]
 
 
-def create_key(conn, app_id: int) -> tuple[int, str]:
-    """Create an API key for an app; return (key id, the secret key)."""
+def create_key(conn, app_id: int, scope: KeyScope) -> tuple[int, str]:
+    """Create an API key of `scope` for an app; return (key id, the secret key)."""
     key = new_key()
     with conn.cursor() as cur:
         cur.execute(
-            "INSERT INTO api_keys (app_id, prefix, key_hash) VALUES (%s, %s, %s) RETURNING id",
-            (app_id, key[:10], hash_key(key)),
+            "INSERT INTO api_keys (app_id, prefix, key_hash, scope) VALUES (%s, %s, %s, %s) RETURNING id",
+            (app_id, key[:10], hash_key(key), KeyScope(scope).value),
         )
         return cur.fetchone()[0], key
 
@@ -65,18 +67,25 @@ def create_user(conn, org_id: int, email: str, display_name: str | None = None) 
         return user_id
 
 
-def app_for_key(conn, key: str) -> int | None:
-    """The app a live key belongs to, or None for an unknown or revoked key."""
+def live_key(conn, key: str) -> tuple[int, KeyScope] | None:
+    """(app, scope) of a live key, or None for an unknown or revoked key."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT app_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", (hash_key(key),)
+            "SELECT app_id, scope FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", (hash_key(key),)
         )
         row = cur.fetchone()
-        return row[0] if row else None
+        return (row[0], KeyScope(row[1])) if row else None
+
+
+def app_for_key(conn, key: str) -> int | None:
+    """The app a live key of either scope belongs to (what ingest accepts), or None."""
+    found = live_key(conn, key)
+    return found[0] if found else None
 
 
 def live_key_hashes(conn) -> dict[bytes, int]:
-    """Every live (unrevoked) key's hash -> its app: what ingest caches to outlive Postgres."""
+    """Every live (unrevoked) key's hash -> its app, of either scope: what ingest caches to outlive
+    Postgres."""
     with conn.cursor() as cur:
         cur.execute("SELECT key_hash, app_id FROM api_keys WHERE revoked_at IS NULL")
         return {bytes(key_hash): app_id for key_hash, app_id in cur}
@@ -123,19 +132,21 @@ def user_may_manage_app(conn, user_id: int, app_id: int) -> bool:
 
 
 def list_apps(conn, org_id: int) -> list[dict]:
-    """The org's apps with their live keys (id and prefix only: secrets are never kept)."""
+    """The org's apps with their live keys (id, prefix and scope only: secrets are never kept)."""
     with conn.cursor() as cur:
         cur.execute(
-            """SELECT a.id, a.name, k.id, k.prefix, k.created_at
+            """SELECT a.id, a.name, k.id, k.prefix, k.scope, k.created_at
                        FROM apps a LEFT JOIN api_keys k ON k.app_id = a.id AND k.revoked_at IS NULL
                        WHERE a.org_id = %s ORDER BY a.id, k.id""",
             (org_id,),
         )
         apps: dict[int, dict] = {}
-        for app_id, name, key_id, prefix, created_at in cur.fetchall():
+        for app_id, name, key_id, prefix, scope, created_at in cur.fetchall():
             app = apps.setdefault(app_id, {"app_id": app_id, "name": name, "keys": []})
             if key_id is not None:
-                app["keys"].append({"key_id": key_id, "prefix": prefix, "created_at": created_at})
+                app["keys"].append(
+                    {"key_id": key_id, "prefix": prefix, "scope": scope, "created_at": created_at}
+                )
     return list(apps.values())
 
 
@@ -151,7 +162,13 @@ def revoke_key(conn, app_id: int, key_id: int) -> bool:
 
 
 def delete_app(conn, app_id: int) -> bool:
-    """Delete the app; its keys go with it (ON DELETE CASCADE), so ingest refuses them."""
+    """Delete the app: its keys, jobs, connectors and pipelines go with it (ON DELETE CASCADE), so
+    ingest refuses the keys. Its files and stored events are deleted by the worker sweep, which the
+    app_deletions row written here asks for (services/app_deletions.py)."""
     with conn.cursor() as cur:
-        cur.execute("DELETE FROM apps WHERE id = %s", (app_id,))
-        return cur.rowcount == 1
+        cur.execute("DELETE FROM apps WHERE id = %s RETURNING id, org_id, name", (app_id,))
+        deleted = cur.fetchone()
+        if deleted is None:
+            return False
+        cur.execute("INSERT INTO app_deletions (app_id, org_id, name) VALUES (%s, %s, %s)", deleted)
+        return True

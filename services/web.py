@@ -8,6 +8,7 @@ from importlib import metadata
 from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest, multiprocess
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services import api_errors
 
@@ -80,6 +81,16 @@ def install_common(app: Flask, service: str, readiness_checks: dict, openapi: di
     def count(response):
         HTTP_REQUESTS.labels(service, _endpoint(), str(response.status_code)).inc()
         return response
+
+
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Believe X-Forwarded-For, -Proto and -Host as set by the last `hops` proxies in front of the
+    app, so that rate limits, logs and cookie flags see the real client address and scheme.
+
+    With 0 (the default) forwarded headers are ignored: anyone can send them.
+    """
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
 
 def settings():

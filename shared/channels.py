@@ -5,8 +5,11 @@ Postgres NOTIFY wakes the worker's pipeline runners; both sides import these nam
 """
 
 # Celery task names (the broker is Redis; see services/worker/celery_app.py).
-RENDER_TASK = "sluice.render_job"
+RENDER_TASK = "sluice.render_job"  # render the next job in fair order (it names no job)
 SWEEP_TASK = "sluice.sweep_render_jobs"
+# Render tasks have a Celery queue of their own, so nothing else waits behind a backlog of renders
+# (and operators can give renders workers of their own: `celery ... worker -Q sluice.render`).
+RENDER_QUEUE = "sluice.render"
 
 # Postgres NOTIFY channels the pipeline runners LISTEN on.
 # Rows committed to events or api_calls (raised by the trigger in migration 0006).

@@ -10,6 +10,13 @@ class EventKind(str, Enum):
     MOESIF = "moesif"  # POST /moesifapi/events, /v1/events
 
 
+class KeyScope(str, Enum):
+    """What an API key may do. Producers ship ingest keys: a key inside a browser or an app leaks."""
+
+    INGEST = "ingest"  # posts events (the ingest API), nothing else
+    ADMIN = "admin"  # also reports, exports, connectors and pipelines (the control API)
+
+
 class ReportStatus(str, Enum):
     RUNNING = "RUNNING"
     COMPLETE = "COMPLETE"

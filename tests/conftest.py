@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from devtools import devstack, mailsink
@@ -80,6 +81,18 @@ def db(stack):
     database = Database(stack.database_url, maxconn=4)
     yield database
     database.close()
+
+
+@pytest.fixture
+def no_open_jobs(stack):
+    """No render job that an earlier test left queued or running: workers claim the next job of
+    any app, fairly, and the sweep counts every queued job, so those would be taken first."""
+    with psycopg2.connect(stack.database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            """UPDATE render_jobs SET status = 'failed', error = 'left open by an earlier test'
+                       WHERE status IN ('queued', 'running')"""
+        )
+    conn.close()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from services import tenancy
 from shared import envelope
+from shared.enums import KeyScope
 from shared.schemas.api_calls import validate_moesif_events
 
 
@@ -109,7 +110,7 @@ def make_tenant(db) -> tuple[int, str]:
     with db.connection() as conn:
         org_id = tenancy.create_org(conn, f"org-{uuid.uuid4().hex[:8]}")
         app_id = tenancy.create_app(conn, org_id, "app")
-        _, key = tenancy.create_key(conn, app_id)
+        _, key = tenancy.create_key(conn, app_id, KeyScope.ADMIN)
     return app_id, key
 
 
@@ -130,7 +131,7 @@ def person(db, org_name: str | None = None) -> Person:
         org_id = tenancy.create_org(conn, org_name or f"org-{uuid.uuid4().hex[:8]}")
         user_id = tenancy.create_user(conn, org_id, email, "Pat Example")
         app_id = tenancy.create_app(conn, org_id, "app")
-        key_id, key = tenancy.create_key(conn, app_id)
+        key_id, key = tenancy.create_key(conn, app_id, KeyScope.ADMIN)
     return Person(email, user_id, org_id, app_id, key_id, key)
 
 

@@ -4,6 +4,7 @@ import json
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg2
@@ -99,6 +100,11 @@ class Outbox:
     def mail_to(self, email: str, number: int = 1) -> str:
         return mailsink.wait_for_message(self.directory, email, number, timeout=10)
 
+    def count_to(self, email: str) -> int:
+        """Messages to `email` held now: the sink writes each before SMTP answers, so before the
+        login answers too."""
+        return len(list(Path(self.directory).glob(f"*-{email.lower()}.eml")))
+
 
 def control_app(stack, outbox, **overrides):
     from services.control.app import create_app
@@ -107,17 +113,28 @@ def control_app(stack, outbox, **overrides):
     return create_app(stack.settings(ControlSettings, smtp_port=outbox.port, **overrides))
 
 
+def an_address() -> str:
+    """A client address of its own: rate limits count per address, in a Redis all tests share."""
+    n = uuid.uuid4().int
+    return f"10.{n % 250}.{n // 250 % 250}.{n // 62500 % 250 + 1}"
+
+
 def client_for(app, address: str | None = None):
     """A test client without a cookie jar, from its own client address (rate limits count per address)."""
     client = app.test_client(use_cookies=False)
-    client.environ_base["REMOTE_ADDR"] = address or f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.7"
+    client.environ_base["REMOTE_ADDR"] = address or an_address()
     return client
+
+
+def verify_url(mail_text: str) -> str:
+    """The verification link in a login mail."""
+    [link] = [url for url in mailsink.LINK.findall(mail_text) if "/verify/" in url]
+    return link
 
 
 def verify_link(mail_text: str) -> str:
     """The path of the verification link in a login mail."""
-    [link] = [url for url in mailsink.LINK.findall(mail_text) if "/verify/" in url]
-    return urlsplit(link).path
+    return urlsplit(verify_url(mail_text)).path
 
 
 def log_in(client, outbox, email: str, number: int = 1) -> str:

@@ -1,6 +1,9 @@
 """Accounts (Data Cortex, reference 003, /api/1/*): email login, the logged-in user, and the apps
 and keys of the user's organizations. 403 whenever the caller is not logged in or not a member of
 the org that owns the thing, whether or not that thing exists.
+
+Mailed links point only where the operator said: SLUICE_PUBLIC_URL, or else the request's Host if
+SLUICE_ALLOWED_HOSTS names it; a login naming any other Host is refused before anything is sent.
 """
 
 import re
@@ -12,6 +15,7 @@ from services.api_errors import ApiError, use_shape
 from services.control import mail, ratelimit, sessions
 from services.control.auth import SESSION_COOKIE, session_key, session_user
 from services.web import database, settings
+from shared.enums import KeyScope
 from shared.errors import simple_error
 
 bp = Blueprint("accounts", __name__, url_prefix="/api/1")
@@ -115,21 +119,40 @@ def _require_app(user_id: int, app_id: int, conn, action: str) -> None:
         raise _forbidden(f"Not allowed to {action} that application.")
 
 
+def host_allowed(host: str, allowed: str) -> bool:
+    """Whether a Host header (`name` or `name:port`) is on the comma-separated allow-list, whose
+    entries are a name (any port) or a name:port."""
+    host = host.strip().lower()
+    name = host.rsplit(":", 1)[0] if host.rfind(":") > host.rfind("]") else host  # [::1]:8001
+    return any(entry.strip() in (host, name) for entry in allowed.lower().split(",") if entry.strip())
+
+
+def _link_base(config) -> str:
+    """Where the mailed link points; 400 when the request names a Host the operator did not."""
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    if not host_allowed(request.host, config.allowed_hosts):
+        raise _bad_request(
+            f"Host {request.host!r} is not one this server serves "
+            "(the operator sets SLUICE_PUBLIC_URL or SLUICE_ALLOWED_HOSTS)."
+        )
+    return request.host_url.rstrip("/")
+
+
 @bp.post("/login")
 def login():
-    config, limiter = settings(), current_app.config["LIMITER"]
+    config = settings()
+    link_base = _link_base(config)
     email = _param("email")
     if not isinstance(email, str) or len(email) > MAX_EMAIL or not EMAIL.fullmatch(email.strip()):
         raise _bad_request("email: a valid email address is required")
     email = email.strip().lower()
-    window = config.rate_limit_window_seconds
-    limiter.hit("login-address", ratelimit.client_address(), config.login_limit_per_address, window)
-    limiter.hit("login-email", email, config.login_limit_per_email, window)
+    ratelimit.count_login(email)
     try:
         # The mail goes out inside the transaction: if it cannot, the login is not kept either.
         with database().connection() as conn:
             started = sessions.start_login(conn, email, config.login_ttl_seconds)
-            mail.send(config, email, "Your Sluice sign-in", _login_mail(started, config))
+            mail.send(config, email, "Your Sluice sign-in", _login_mail(started, config, link_base))
     except mail.MailError as exc:
         current_app.logger.error("login mail to %s not sent: %s", email, exc)
         raise ApiError(
@@ -137,26 +160,26 @@ def login():
         ) from None
     response = jsonify(result="new_browser", session_key=started.session_key, manual_code=started.manual_code)
     # Strict: no other site can make a browser send it, not even through a link (GET /app creates).
+    # Secure when this request came over TLS (as the trusted proxies say) or the public URL is https.
     response.set_cookie(
         SESSION_COOKIE,
         started.session_key,
         max_age=config.session_max_age_seconds,
         httponly=True,
         samesite="Strict",
-        secure=request.is_secure,
+        secure=request.is_secure or link_base.startswith("https://"),
     )
     return response
 
 
-def _login_mail(started: sessions.Login, config) -> str:
+def _login_mail(started: sessions.Login, config, link_base: str) -> str:
     if started.verify_token is None:
         # Same mail flow for unknown addresses, so the answer and its timing reveal nothing.
         return (
             "Someone asked to sign in to Sluice with this address, but no account uses it.\n"
             "If it was you, ask your organization's administrator to add you.\n"
         )
-    base = (config.public_url or request.host_url).rstrip("/")
-    link = base + url_for("accounts.verify", token=started.verify_token)
+    link = link_base + url_for("accounts.verify", token=started.verify_token)
     return (
         f"To finish signing in to Sluice, open this link and type the manual code you were given:\n\n"
         f"{link}\n\nThe link and the code expire in {config.login_ttl_seconds // 60} minutes.\n"
@@ -193,7 +216,6 @@ MESSAGES = {
 @bp.route("/verify/<token>", methods=["GET", "POST"])
 def verify(token: str):
     config = settings()
-    ratelimit.refuse_blocked_client()
     with database().connection() as conn:
         if request.method == "GET":
             state = sessions.login_state(conn, token, config.login_max_code_attempts)
@@ -271,7 +293,12 @@ def _app_json(app: dict) -> dict:
         "name": app["name"],
         "api_key_list": [key["prefix"] + "..." for key in app["keys"]],
         "api_keys": [
-            {"key_id": key["key_id"], "prefix": key["prefix"], "created_at": key["created_at"].isoformat()}
+            {
+                "key_id": key["key_id"],
+                "prefix": key["prefix"],
+                "scope": key["scope"],
+                "created_at": key["created_at"].isoformat(),
+            }
             for key in app["keys"]
         ],
     }
@@ -286,13 +313,24 @@ def delete_app(app_id: int):
     return jsonify(result="deleted", app_id=app_id)
 
 
+def _scope_param() -> KeyScope:
+    """The scope a new key asks for; ingest unless it says admin (what leaks should do least)."""
+    scope = _param("scope")
+    if scope is None:
+        return KeyScope.INGEST
+    if scope not in [s.value for s in KeyScope]:
+        raise _bad_request("scope: 'ingest' (posts events only) or 'admin' (also the control API)")
+    return KeyScope(scope)
+
+
 @bp.post("/app/<int:app_id>/key")
 def create_key(app_id: int):
     user_id = _require_user()
+    scope = _scope_param()
     with database().connection() as conn:
         _require_app(user_id, app_id, conn, "add a key to")
-        key_id, key = tenancy.create_key(conn, app_id)
-    return jsonify(app_id=app_id, key_id=key_id, api_key=key, prefix=key[:10])
+        key_id, key = tenancy.create_key(conn, app_id, scope)
+    return jsonify(app_id=app_id, key_id=key_id, api_key=key, prefix=key[:10], scope=scope.value)
 
 
 @bp.delete("/app/<int:app_id>/key/<int:key_id>")

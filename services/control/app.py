@@ -8,7 +8,7 @@ from services import aws
 from services.control import accounts, connectors, exports, pipelines, ratelimit, reports
 from services.database import Database
 from services.settings import ControlSettings
-from services.web import install_common, openapi_document
+from services.web import install_common, openapi_document, trust_proxies
 
 OPENAPI_PATHS = {
     "/system/version": {"get": {"summary": "Get version", "responses": {"200": {"description": "Version"}}}},
@@ -44,4 +44,5 @@ def create_app(settings: ControlSettings | None = None) -> Flask:
         {"postgres": db.ping, "redis": redis_ready, "s3": s3_ready},
         openapi_document("Sluice control API", OPENAPI_PATHS),
     )
+    trust_proxies(app, settings.trusted_proxy_hops)
     return app

@@ -2,7 +2,8 @@
 
 from flask import Blueprint, jsonify
 
-from services.api_errors import ApiError, not_found, use_shape, validated
+from services import quotas
+from services.api_errors import ApiError, not_found, over_limit, use_shape, validated
 from services.control import pipeline_rows
 from services.control.auth import caller_app
 from services.control.cursor_pages import cursor_page
@@ -27,6 +28,9 @@ def create_connector():
     app_id = caller_app()
     connector = validated(load_connector, read_json(settings().max_body_bytes), "VALIDATION")
     with database().connection() as conn:
+        limit = settings().connectors_per_app
+        if quotas.at_limit(conn, app_id, quotas.CONNECTORS, limit):
+            raise over_limit(limit, "connectors")
         row = pipeline_rows.create_connector(conn, app_id, connector["driver"], connector["config"])
     return jsonify(data=pipeline_rows.connector_view(row)), 201
 

@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify
 from services import render_jobs
 from services.api_errors import ApiError, use_shape, validated
 from services.control.auth import app_for_token
-from services.control.rendering import enqueue, presigned_link
+from services.control.rendering import enqueue, presigned_link, refuse_when_busy
 from services.request_body import read_json
 from services.web import database, settings
 from shared.errors import simple_error
@@ -53,6 +53,7 @@ def add_export():
     app_id, body = _request(export_add_schema)
     try:
         with database().connection() as conn:
+            refuse_when_busy(conn, app_id)
             job = render_jobs.create(
                 conn,
                 app_id,

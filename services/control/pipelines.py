@@ -6,7 +6,8 @@ The control API only records the wanted state; the worker fleet's runners delive
 
 from flask import Blueprint, jsonify
 
-from services.api_errors import ApiError, not_found, use_shape, validated
+from services import quotas
+from services.api_errors import ApiError, not_found, over_limit, use_shape, validated
 from services.control import pipeline_rows
 from services.control.auth import caller_app
 from services.control.cursor_pages import cursor_page
@@ -35,6 +36,9 @@ def create_pipeline():
         raise not_found("connector")
     try:
         with database().connection() as conn:
+            limit = settings().pipelines_per_app
+            if quotas.at_limit(conn, app_id, quotas.PIPELINES, limit):
+                raise over_limit(limit, "pipelines")
             row = pipeline_rows.create_pipeline(conn, app_id, wanted["module"], connector_id)
     except pipeline_rows.DuplicatePipeline as exc:
         raise ApiError(409, "CONFLICT", str(exc)) from None

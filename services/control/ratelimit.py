@@ -2,6 +2,11 @@
 
 A limit is "at most N hits per window for one subject" (an email, a client address). Over it the
 caller gets 429 with Retry-After set to the seconds left in the window.
+
+The client address is the socket's peer, or with SLUICE_TRUSTED_PROXY_HOPS the address the
+trusted proxies forwarded (services.web.trust_proxies). No limit lets one client lock out another:
+wrong credentials are counted per address but a right one always works, and logins are counted per
+(email, address) below a per-email ceiling that one address alone cannot reach.
 """
 
 import hashlib
@@ -52,28 +57,16 @@ class Limiter:
         if count > limit:
             raise rate_limited(ttl if ttl > 0 else window)
 
-    def check(self, name: str, subject: str, limit: int) -> None:
-        """Raise a 429 ApiError when the subject is already over the limit, without counting."""
-        key = self._key(name, subject)
-        try:
-            pipe = self._redis.pipeline()
-            pipe.get(key)
-            pipe.ttl(key)
-            count, ttl = pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("rate limit %s not checked: %s", name, exc)
-            return
-        if count is not None and int(count) >= limit:
-            raise rate_limited(ttl if ttl > 0 else 1)
-
 
 def client_address() -> str:
-    # Behind a proxy, wrap the app in werkzeug's ProxyFix so this is the real client.
     return request.remote_addr or "unknown"
 
 
 def record_auth_failure() -> None:
-    """Count a wrong credential from this client; 429 once it has guessed too often."""
+    """Count a wrong credential from this client; 429 once it has guessed too often.
+
+    Called only after the credential was looked up and found wrong: a right one is never refused.
+    """
     limiter = current_app.config.get("LIMITER")
     if limiter is not None:
         limiter.hit(
@@ -81,11 +74,17 @@ def record_auth_failure() -> None:
         )
 
 
-def refuse_blocked_client() -> None:
-    """429 before looking a credential up when this client is over the failure limit."""
-    limiter = current_app.config.get("LIMITER")
-    if limiter is not None:
-        limiter.check("authfail", client_address(), settings().auth_failure_limit)
+def count_login(email: str) -> None:
+    """Count a login for `email` from this client; 429 past any of the three limits.
+
+    The per-email ceiling counts only logins the per-address and per-(email, address) limits let
+    through, so one address adds at most SLUICE_LOGIN_LIMIT_PER_EMAIL_AND_ADDRESS to it.
+    """
+    config, limiter = settings(), current_app.config["LIMITER"]
+    window, address = config.rate_limit_window_seconds, client_address()
+    limiter.hit("login-address", address, config.login_limit_per_address, window)
+    limiter.hit("login-email-address", f"{email} {address}", config.login_limit_per_email_and_address, window)
+    limiter.hit("login-email", email, config.login_limit_per_email, window)
 
 
 def install(app: Flask) -> None:

@@ -6,7 +6,7 @@ from flask import Blueprint, g, jsonify
 from services import render_jobs
 from services.api_errors import ApiError, use_shape, validated
 from services.control.auth import BASIC_CHALLENGE, basic_app
-from services.control.rendering import enqueue, presigned_link
+from services.control.rendering import enqueue, presigned_link, refuse_when_busy
 from services.request_body import has_body, read_json
 from services.web import database, settings
 from shared.errors import barchart_error, simple_error
@@ -75,6 +75,7 @@ def start_report():
     body = read_json(settings().max_body_bytes) if has_body() else {}
     report_filter = validated(load_report_request, body, "INVALID_FILTER")
     with database().connection() as conn:
+        refuse_when_busy(conn, g.app_id)
         job = render_jobs.create(conn, g.app_id, "report", "Event", report_filter)
     enqueue(job.id)
     return jsonify(_job(job))

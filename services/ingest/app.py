@@ -11,7 +11,7 @@ from services.ingest import api_calls, events
 from services.ingest.keys import KeyCache
 from services.ingest.queue import EventQueue
 from services.settings import IngestSettings
-from services.web import install_common, openapi_document
+from services.web import install_common, openapi_document, trust_proxies
 
 OPENAPI_PATHS = {
     "/events": {
@@ -74,4 +74,5 @@ def create_app(settings: IngestSettings | None = None) -> Flask:
     app.register_blueprint(events.bp)
     app.register_blueprint(api_calls.bp)
     install_common(app, "ingest", {"sqs": queue.ping}, openapi_document("Sluice ingest API", OPENAPI_PATHS))
+    trust_proxies(app, settings.trusted_proxy_hops)  # for its access log: ingest reads no address
     return app

@@ -1,10 +1,11 @@
 """The worker's Celery application factory."""
 
 from celery import Celery
+from kombu import Queue
 
 from services.settings import WorkerSettings
 from services.worker.steps import DrainStep, PipelineStep
-from shared.channels import SWEEP_TASK
+from shared.channels import RENDER_QUEUE, SWEEP_TASK
 
 TASK_MODULES = ["services.worker.tasks.render"]
 
@@ -21,6 +22,8 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
         broker_transport_options={"visibility_timeout": 3600},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # A worker started without -Q consumes both: the default queue (the sweep) and the renders.
+        task_queues=[Queue("celery"), Queue(RENDER_QUEUE)],
     )
     app.steps["worker"].add(DrainStep)
     app.steps["worker"].add(PipelineStep)

@@ -3,6 +3,10 @@
 Memory stays bounded whatever the row count: COPY hands over one row at a time and a file holds at
 most two multipart parts in memory (one filling, one uploading). A file is visible (a row in
 render_files, a link) only once its upload completed, in the transaction that finishes the job.
+
+Files never outlive their job: a render that fails or times out deletes every object it wrote
+and aborts its uploads before it records the failure; the sweep does the same for jobs it fails
+and for exports that expire.
 """
 
 import logging
@@ -14,7 +18,7 @@ import psycopg2
 import psycopg2.errors
 
 from services import render_jobs
-from services.worker.s3files import S3File, abort_unfinished, delete_prefix
+from services.worker.s3files import S3File, abort_unfinished, discard
 from shared.schemas.reports import REPORT_COLUMNS, SOURCE_PREFIX
 
 log = logging.getLogger("sluice.render")
@@ -137,6 +141,8 @@ class RenderWatchdog:
         finally:
             self._stop.set()
             thread.join()
+        if self.stopped_by:  # the query had sent every row before the cancel: the client was slower
+            raise self.stopped_by
 
     def _run(self, conn) -> None:
         while not self._stop.wait(self.every):
@@ -157,6 +163,11 @@ class RenderWatchdog:
 def job_prefix(job: render_jobs.Job) -> str:
     """Where a job's files live: deterministic, so a retry overwrites rather than duplicates."""
     return f"{job.kind}s/{job.app_id}/{job.id}/"
+
+
+def app_prefixes(app_id: int) -> list[str]:
+    """Where all of an app's files live: every job_prefix of its jobs is under one of these."""
+    return [f"{kind}s/{app_id}/" for kind in ("report", "export")]
 
 
 def _opener(settings, s3, job: render_jobs.Job):
@@ -201,13 +212,28 @@ def _statement(settings, job: render_jobs.Job) -> tuple[str, dict]:
     return EXPORT_SQL[job.entity_type], {"app_id": job.app_id}
 
 
+def run_next(settings, db, s3) -> str | None:
+    """Claim the next job in fair order and render it; its final status, or None when none waits."""
+    with db.connection() as conn:
+        job = render_jobs.claim_next(conn, settings.job_max_attempts)
+    if job is None:
+        log.info("no queued job to render (another worker took it)")
+        return None
+    return render_claimed(settings, db, s3, job)
+
+
 def run(settings, db, s3, job_id: str) -> str | None:
-    """Claim and render one job; return its final status, or None when it was not ours to render."""
+    """Claim and render this job; its final status, or None when it was not ours to render."""
     with db.connection() as conn:
         job = render_jobs.claim(conn, job_id, settings.job_stale_seconds, settings.job_max_attempts)
     if job is None:
         log.info("job %s is not claimable (done, or another worker has it)", job_id)
         return None
+    return render_claimed(settings, db, s3, job)
+
+
+def render_claimed(settings, db, s3, job: render_jobs.Job) -> str | None:
+    """Render a job this worker claimed; its final status, or None when it lost the claim."""
     abort_unfinished(s3, settings.exports_bucket, job_prefix(job))
 
     def beat(rows: int) -> bool:
@@ -227,7 +253,8 @@ def run(settings, db, s3, job_id: str) -> str | None:
         files = sink.close()
     except LostClaim:
         sink.abort()
-        log.warning("job %s: lost its claim to another worker; stopped", job.id)
+        log.warning("job %s: lost its claim; stopped", job.id)
+        _abandon(settings, db, s3, job)
         return None
     except RenderTimeout as exc:
         sink.abort()
@@ -236,6 +263,15 @@ def run(settings, db, s3, job_id: str) -> str | None:
         sink.abort()
         log.exception("job %s failed", job.id)
         status, error = "failed", f"{type(exc).__name__}: {exc}"[:500]
+    if status != "done":
+        # Delete what this attempt wrote before the failure is recorded: if deleting fails, the job
+        # goes stale and is retried rather than failed with files left behind. The beat first keeps
+        # the job ours meanwhile (no attempt claims a job whose heartbeat is fresh).
+        if not beat(sink.rows):
+            log.warning("job %s: lost its claim; stopped", job.id)
+            _abandon(settings, db, s3, job)
+            return None
+        discard(s3, settings.exports_bucket, job_prefix(job))
 
     rows = [
         render_jobs.FileRow(n, f.key, f.size_bytes, f.row_count, f.sha256) for n, f in enumerate(files, 1)
@@ -251,10 +287,20 @@ def run(settings, db, s3, job_id: str) -> str | None:
             error,
         )
     if not finished:
-        log.warning("job %s: lost its claim before finishing; another attempt owns it", job.id)
+        log.warning("job %s: lost its claim before finishing", job.id)
+        _abandon(settings, db, s3, job)
         return None
     log.info("job %s %s: %d rows in %d files", job.id, status, sink.rows, len(rows))
     return status
+
+
+def _abandon(settings, db, s3, job: render_jobs.Job) -> None:
+    """This attempt lost its job. When no other attempt will write the job's files (the sweep
+    failed the job, or the job went with its app), delete what this one wrote."""
+    with db.connection() as conn:
+        now = render_jobs.status(conn, job.id)
+    if now in (None, "failed", "timeout"):
+        discard(s3, settings.exports_bucket, job_prefix(job))
 
 
 def _copy_out(
@@ -271,19 +317,41 @@ def _copy_out(
 
 
 def sweep(settings, db, s3, celery_app) -> dict:
-    """The beat sweep: fail jobs that lost too many workers, re-enqueue stale ones, expire exports."""
+    """The beat sweep: fail jobs that lost too many workers, requeue stale ones, send the render
+    tasks queued jobs lack, expire exports. Files go before the row that says they are gone: a crash
+    between the two leaves a job the next sweep handles again."""
     with db.connection() as conn:
-        failed = render_jobs.fail_exhausted(conn, settings.job_stale_seconds, settings.job_max_attempts)
+        exhausted = render_jobs.exhausted(conn, settings.job_stale_seconds, settings.job_max_attempts)
+    failed = []
+    for job in exhausted:
+        discard(s3, settings.exports_bucket, job_prefix(job))
+        with db.connection() as conn:
+            lost = f"the worker rendering it was lost {job.attempts} times"
+            if render_jobs.finish(conn, job, "failed", job.rows_written, error=lost):
+                failed.append(job.id)
+    with db.connection() as conn:
         requeued = render_jobs.requeue_stale(conn, settings.job_stale_seconds)
-    for job_id in requeued:  # after commit, so the task finds the job queued
-        render_jobs.enqueue(celery_app, job_id)
+    # Tasks waiting are read before jobs queued: a task taken in between then only lowers the
+    # count of jobs too, so no job is sent a second task. Jobs younger than the stale time may
+    # still be sending theirs.
+    waiting = render_jobs.waiting_tasks(celery_app)
+    with db.connection() as conn:
+        lacking = render_jobs.count_queued(conn, settings.job_stale_seconds) - waiting
+    for _ in range(lacking):
+        render_jobs.enqueue(celery_app)
     with db.connection() as conn:
         expiring = render_jobs.expiring(conn)
     for job in expiring:
-        # Files first: a crash between the two leaves a job the next sweep expires again.
-        delete_prefix(s3, settings.exports_bucket, job_prefix(job))
+        discard(s3, settings.exports_bucket, job_prefix(job))
         with db.connection() as conn:
             render_jobs.mark_expired(conn, job.id)
-    if failed or requeued or expiring:
-        log.info("sweep: %d failed, %d re-enqueued, %d expired", len(failed), len(requeued), len(expiring))
-    return {"failed": failed, "requeued": requeued, "expired": [j.id for j in expiring]}
+    sent = max(lacking, 0)
+    if failed or requeued or sent or expiring:
+        log.info(
+            "sweep: %d failed, %d requeued, %d tasks sent, %d expired",
+            len(failed),
+            len(requeued),
+            sent,
+            len(expiring),
+        )
+    return {"failed": failed, "requeued": requeued, "sent": sent, "expired": [j.id for j in expiring]}

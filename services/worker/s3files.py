@@ -108,6 +108,12 @@ def abort_unfinished(s3, bucket: str, prefix: str) -> None:
             s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
 
 
+def discard(s3, bucket: str, prefix: str) -> int:
+    """Abort the unfinished uploads under prefix and delete every object; return how many objects."""
+    abort_unfinished(s3, bucket, prefix)
+    return delete_prefix(s3, bucket, prefix)
+
+
 def delete_prefix(s3, bucket: str, prefix: str) -> int:
     """Delete every object under prefix; return how many."""
     deleted = 0

@@ -89,7 +89,7 @@ def celery_beat(env, log_dir):
 
 
 @pytest.fixture
-def services(stack, names, provisioned, tmp_path):
+def services(stack, names, provisioned, no_open_jobs, tmp_path):
     """A factory for real service processes; everything it started is stopped afterwards."""
     started = []
     # Workers serve no metrics port unless a test asks: several may run at once.

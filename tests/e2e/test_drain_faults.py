@@ -17,6 +17,7 @@ from devtools import devstack
 from services import aws, tenancy
 from services.migrations import upgrade
 from services.settings import CommonSettings
+from shared.enums import KeyScope
 from tests.factories import BARCHART_EVENT
 from tests.helpers import depth, query, set_redrive, wait_for
 
@@ -161,7 +162,7 @@ def test_postgres_stopped_during_a_drain_loses_nothing_and_the_worker_catches_up
         upgrade(url)
         with psycopg2.connect(url) as conn:
             app_id = tenancy.create_app(conn, tenancy.create_org(conn, f"org-{uuid.uuid4().hex[:8]}"), "app")
-            _, key = tenancy.create_key(conn, app_id)
+            _, key = tenancy.create_key(conn, app_id, KeyScope.INGEST)
         env = {"SLUICE_DATABASE_URL": url, "SLUICE_WEB_WORKERS": "1"}  # one key cache to warm
         ingest, worker = services.ingest(**env), services.worker(**env, **NO_METRICS)
         n = post(ingest, (app_id, key), 5)

@@ -12,6 +12,7 @@ from services.database import Database
 from services.migrations import upgrade
 from services.settings import CommonSettings
 from shared import envelope
+from shared.enums import KeyScope
 from tests.factories import barchart_event
 from tests.helpers import query, wait_for
 
@@ -89,8 +90,8 @@ def test_known_keys_keep_posting_across_processes_with_postgres_stopped(stack, n
         with db.connection() as conn:
             app_id = tenancy.create_app(conn, tenancy.create_org(conn, "org"), "app")
             (_, known), (revoked_id, revoked) = (
-                tenancy.create_key(conn, app_id),
-                tenancy.create_key(conn, app_id),
+                tenancy.create_key(conn, app_id, KeyScope.INGEST),
+                tenancy.create_key(conn, app_id, KeyScope.INGEST),
             )
         env = {
             "SLUICE_DATABASE_URL": pg_url,
@@ -104,7 +105,7 @@ def test_known_keys_keep_posting_across_processes_with_postgres_stopped(stack, n
             return requests.post(ingest.url + "/events", json=[EVENT], auth=(str(app_id), key), timeout=15)
 
         with db.connection() as conn:  # created after the processes loaded their snapshots
-            _, fresh = tenancy.create_key(conn, app_id)
+            _, fresh = tenancy.create_key(conn, app_id, KeyScope.INGEST)
         assert post(fresh).status_code == 200
         with db.connection() as conn, conn.cursor() as cur:
             cur.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s", (revoked_id,))

@@ -12,6 +12,7 @@ import boto3
 import requests
 
 from devtools import devstack
+from services import tenancy
 from tests.factories import insert_many_events, make_tenant
 from tests.helpers import query, wait_for
 
@@ -174,3 +175,75 @@ def test_a_worker_killed_mid_render_leaves_the_job_to_another_worker(stack, serv
     assert (len(body), hashlib.sha256(body).hexdigest(), row_count) == (size, sha256, total)
     sequences = [int(line.rsplit(b",", 1)[1]) for line in body.splitlines()[1:]]
     assert sequences == list(range(total))  # every event once, in time order
+
+
+def test_one_apps_backlog_does_not_hold_back_another_apps_report(stack, services, db):
+    control = services.control(SLUICE_RENDER_JOBS_PER_APP="50")
+    busy, other = make_tenant(db), make_tenant(db)
+    insert_many_events(db, busy[0], 5_000)
+    insert_many_events(db, other[0], 10)
+
+    def start(tenant) -> str:
+        resp = requests.post(control.url + "/reports", json={}, auth=(str(tenant[0]), tenant[1]), timeout=10)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["job"]
+
+    backlog = [start(busy) for _ in range(50)]
+    lone = start(other)  # queued last, behind the whole backlog
+    services.worker()  # one render at a time
+
+    def completed(job_id):
+        [(status, completed_at)] = query(
+            stack.database_url, "SELECT status, completed_at FROM render_jobs WHERE id = %s", (job_id,)
+        )
+        return status == "done" and completed_at
+
+    lone_done = wait_for(lambda: completed(lone), 120, "the other app's report")
+    [(before,)] = query(
+        stack.database_url,
+        "SELECT count(*) FROM render_jobs WHERE id = ANY(%s::uuid[]) AND completed_at < %s",
+        (backlog, lone_done),
+    )
+    assert before <= 2  # not 50: the lone report went ahead of the backlog
+    wait_for(lambda: all(completed(j) for j in backlog), 300, "the backlog, all of it")
+
+
+def test_the_sweep_deletes_a_deleted_apps_files_and_stored_events(stack, services, tenant, db, names):
+    ingest, control = services.ingest(), services.control()
+    services.worker(SLUICE_JOB_STALE_SECONDS="1")  # a deletion waits this long for renders in flight
+    services.beat(SLUICE_JOB_SWEEP_SECONDS="0.5")
+    post_events(ingest, tenant, EVENTS)
+    wait_stored(stack, tenant[0], len(EVENTS))
+    auth = (str(tenant[0]), tenant[1])
+    source = requests.post(control.url + "/reports", json={}, auth=auth, timeout=10).json()["source"]
+    wait_for(
+        lambda: (
+            requests.get(f"{control.url}/reports/{source}/availability", auth=auth, timeout=5).json()[
+                "status"
+            ]
+            == "COMPLETE"
+        ),
+        60,
+        "report COMPLETE",
+    )
+    s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url, region_name="us-east-1")
+
+    def files():
+        return s3.list_objects_v2(Bucket=names["exports_bucket"], Prefix=f"reports/{tenant[0]}/").get(
+            "KeyCount", 0
+        )
+
+    assert files() == 1
+    with db.connection() as conn:
+        tenancy.delete_app(conn, tenant[0])
+
+    def gone():
+        [(events, finished)] = query(
+            stack.database_url,
+            "SELECT (SELECT count(*) FROM events WHERE app_id = %(app)s),"
+            " (SELECT finished_at FROM app_deletions WHERE app_id = %(app)s)",
+            {"app": tenant[0]},
+        )
+        return events == 0 and finished is not None and files() == 0
+
+    wait_for(gone, 60, "the app's files and events deleted by the sweep")

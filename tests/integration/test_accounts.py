@@ -189,8 +189,9 @@ def test_creating_an_app_needs_a_name(control, outbox, db):
         assert len(tenancy.list_apps(conn, pat.org_id)) == 1
 
 
-def test_logins_are_rate_limited_per_email_with_retry_after(stack, outbox, db):
-    client = client_for(control_app(stack, outbox, login_limit_per_email=2))
+def test_logins_are_rate_limited_per_email_and_address_with_retry_after(stack, outbox, db):
+    control = control_app(stack, outbox, login_limit_per_email_and_address=2)
+    client = client_for(control)
     pat = person(db)
     codes = [client.post("/api/1/login", json={"email": pat.email}).status_code for _ in range(2)]
     limited = client.post("/api/1/login", json={"email": pat.email})
@@ -199,17 +200,20 @@ def test_logins_are_rate_limited_per_email_with_retry_after(stack, outbox, db):
     assert limited.json["error"]["code"] == "TOO_MANY_REQUESTS"
     other = person(db)
     assert client.post("/api/1/login", json={"email": other.email}).status_code == 200
+    assert client_for(control).post("/api/1/login", json={"email": pat.email}).status_code == 200
 
 
-def test_guessing_credentials_is_rate_limited_per_client_address(stack, outbox, db):
+def test_wrong_credentials_are_rate_limited_per_client_address_but_right_ones_always_work(stack, outbox, db):
     control = control_app(stack, outbox, auth_failure_limit=3)
     pat = person(db)
     guesser, honest = client_for(control), client_for(control)
     key = log_in(honest, outbox, pat.email)
-    guesses = [guesser.get("/api/1/user", json={"session_key": f"guess-{i}"}).status_code for i in range(3)]
-    assert guesses == [403, 403, 403]
-    blocked = guesser.get("/api/1/user", json={"session_key": key})  # even a right key, from there
+    guesses = [guesser.get("/api/1/user", json={"session_key": f"guess-{i}"}).status_code for i in range(6)]
+    assert guesses == [403, 403, 403, 429, 429, 429]  # and they keep getting 429
+    blocked = guesser.get("/api/1/user", json={"session_key": "guess-again"})
     assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
+    # A right key works from that address too: checked first, it is never refused for others' guesses.
+    assert guesser.get("/api/1/user", json={"session_key": key}).status_code == 200
     assert honest.get("/api/1/user", json={"session_key": key}).status_code == 200
 
 
@@ -258,15 +262,19 @@ def test_a_key_guesser_is_refused_in_each_documents_own_error_shape(stack, outbo
     guesser = client_for(control)
     for i in range(2):
         guesser.get("/connectors", auth=(str(pat.app_id), f"sk_guess_{i}"))
-    right = (str(pat.app_id), pat.api_key)  # even the right key, from that address
-    reports = guesser.post("/reports", json={"filter": {}}, auth=right)
+    wrong = (str(pat.app_id), "sk_guess_again")
+    reports = guesser.post("/reports", json={"filter": {}}, auth=wrong)
     assert reports.status_code == 429 and int(reports.headers["Retry-After"]) > 0
     assert reports.json[0]["value"]["code"] == "TOO_MANY_REQUESTS"  # Barchart's shape
-    pipelines = guesser.get("/pipelines", auth=right)
+    pipelines = guesser.get("/pipelines", auth=wrong)
     assert pipelines.status_code == 429 and int(pipelines.headers["Retry-After"]) > 0
     assert pipelines.json["errorCode"] == "TOO_MANY_REQUESTS"  # Formance's shape
     exports = guesser.post(
         "/api/connector/v1/exports/getAll",
-        json={"ClientToken": "c", "AccessToken": pat.api_key, "Client": "c", "ExportIds": []},
+        json={"ClientToken": "c", "AccessToken": "sk_guess_again", "Client": "c", "ExportIds": []},
     )
     assert exports.status_code == 429 and exports.json["error"]["code"] == "TOO_MANY_REQUESTS"
+    # The app's own key still works from that address, on every API.
+    right = (str(pat.app_id), pat.api_key)
+    assert guesser.get("/pipelines", auth=right).status_code == 200
+    assert guesser.post("/reports", json={"filter": {}}, auth=right).status_code == 200

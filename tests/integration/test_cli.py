@@ -6,7 +6,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from services.tenancy import app_for_key
+from services.tenancy import live_key
+from shared.enums import KeyScope
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
 
@@ -23,12 +24,14 @@ def test_operator_creates_org_app_key_and_user_with_json_output(stack, db, tmp_p
     org = f"acme-{uuid.uuid4().hex[:6]}"
     assert json.loads(sluice(stack, "admin", "create-org", org, "--json"))["name"] == org
     created = json.loads(sluice(stack, "admin", "create-app", "--org", org, "shop", "--json"))
-    another = json.loads(sluice(stack, "admin", "create-key", "--app", str(created["app_id"]), "--json"))
+    app = str(created["app_id"])
+    another = json.loads(sluice(stack, "admin", "create-key", "--app", app, "--scope", "admin", "--json"))
     user = json.loads(sluice(stack, "admin", "create-user", "--org", org, "Ann@Example.com", "--json"))
     assert user["email"] == "ann@example.com"
+    assert (created["scope"], another["scope"]) == ("ingest", "admin")  # ingest unless asked
     with db.connection() as conn:
-        assert app_for_key(conn, created["api_key"]) == created["app_id"]
-        assert app_for_key(conn, another["api_key"]) == created["app_id"]
+        assert live_key(conn, created["api_key"]) == (created["app_id"], KeyScope.INGEST)
+        assert live_key(conn, another["api_key"]) == (created["app_id"], KeyScope.ADMIN)
         with conn.cursor() as cur:  # only the hash is stored, never the key
             cur.execute(
                 "SELECT count(*) FROM api_keys WHERE key_hash::text LIKE %s", (f"%{created['api_key']}%",)

@@ -157,7 +157,8 @@ def test_keys_issued_in_the_shorter_form_before_keep_working(stack, names, clien
     old_key = "sk_" + secrets.token_urlsafe(32)  # how keys were made before: 46 characters
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute(
-            "INSERT INTO api_keys (app_id, prefix, key_hash) VALUES (%s, %s, %s)",
+            # Keys from before scopes existed became admin keys (migration 0010).
+            "INSERT INTO api_keys (app_id, prefix, key_hash, scope) VALUES (%s, %s, %s, 'admin')",
             (app_id, old_key[:10], tenancy.hash_key(old_key)),
         )
     assert client.get("/v1/config", headers={"X-Moesif-Application-Id": old_key}).status_code == 200

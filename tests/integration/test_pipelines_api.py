@@ -7,6 +7,7 @@ import pytest
 from services import tenancy
 from services.control.app import create_app
 from services.settings import ControlSettings
+from shared.enums import KeyScope
 
 HTTP = {"driver": "http", "config": {"url": "http://127.0.0.1:9/hook"}}
 
@@ -52,7 +53,7 @@ def other_api(client, db):
     with db.connection() as conn:
         org_id = tenancy.create_org(conn, f"org-{uuid.uuid4().hex[:8]}")
         app_id = tenancy.create_app(conn, org_id, "other")
-        _, key = tenancy.create_key(conn, app_id)
+        _, key = tenancy.create_key(conn, app_id, KeyScope.ADMIN)
     auth = (str(app_id), key)
 
     class Other:

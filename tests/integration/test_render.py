@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -13,14 +14,14 @@ from celery import Celery
 from services import aws, render_jobs
 from services.settings import WorkerSettings
 from services.worker import render
-from shared.channels import RENDER_TASK
+from shared.channels import RENDER_QUEUE, RENDER_TASK
 from tests.factories import REPORT_EVENTS as EVENTS
-from tests.factories import insert_events, insert_many_events
-from tests.helpers import query
+from tests.factories import insert_events, insert_many_events, make_tenant
+from tests.helpers import query, wait_for
 
 
 @pytest.fixture
-def settings(stack, names, provisioned):
+def settings(stack, names, provisioned, no_open_jobs):
     return stack.settings(WorkerSettings, **names, job_heartbeat_seconds=0.05, job_stale_seconds=1.0)
 
 
@@ -213,6 +214,22 @@ def celery_client(stack):
     return Celery("sweep-test", broker=url, set_as_current=False), redis.Redis.from_url(url)
 
 
+def backdate(stack, *jobs, **columns):
+    """Move the jobs' timestamps into the past: (column=seconds ago)."""
+    sets = ", ".join(f"{c} = now() - make_interval(secs => {int(ago)})" for c, ago in columns.items())
+    query(
+        stack.database_url,
+        f"UPDATE render_jobs SET {sets} WHERE id = ANY(%s::uuid[]) RETURNING id",
+        ([j.id for j in jobs],),
+    )
+
+
+def render_tasks(broker) -> list[dict]:
+    """The render tasks waiting in the broker: on the render queue, naming no job."""
+    assert broker.llen("celery") == 0  # the default queue holds none of them
+    return [json.loads(m) for m in broker.lrange(RENDER_QUEUE, 0, -1)]
+
+
 def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(
     settings, s3, db, tenant, stack, celery_client
 ):
@@ -221,12 +238,12 @@ def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(
     for job in (silent, hopeless, fresh):
         with db.connection() as conn:
             render_jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
+    backdate(stack, silent, hopeless, fresh, created_at=60)
+    backdate(stack, silent, hopeless, heartbeat_at=60)
     query(
         stack.database_url,
-        "UPDATE render_jobs SET heartbeat_at = now() - interval '1 minute', "
-        "attempts = CASE WHEN id = %s THEN %s ELSE attempts END "
-        "WHERE id IN (%s, %s) RETURNING id",
-        (hopeless.id, settings.job_max_attempts, silent.id, hopeless.id),
+        "UPDATE render_jobs SET attempts = %s WHERE id = %s RETURNING id",
+        (settings.job_max_attempts, hopeless.id),
     )
 
     result = render.sweep(settings, db, s3, app)
@@ -235,10 +252,58 @@ def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(
     assert load_job(db, tenant[0], silent).status == "queued"
     assert load_job(db, tenant[0], hopeless).status == "failed"
     assert load_job(db, tenant[0], fresh).status == "running"
-    sent = [json.loads(m) for m in broker.lrange("celery", 0, -1)]
-    assert [(m["headers"]["task"], silent.id in m["headers"]["argsrepr"]) for m in sent] == [
-        (RENDER_TASK, True)
+    assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in render_tasks(broker)] == [
+        (RENDER_TASK, "()")
     ]
+    assert render.run_next(settings, db, s3) == "done"  # the task renders the requeued job
+    assert load_job(db, tenant[0], silent).status == "done"
+
+
+def test_the_sweep_never_sends_a_job_a_second_task(settings, s3, db, tenant, stack, celery_client):
+    app, broker = celery_client
+    jobs = [new_job(db, tenant[0]) for _ in range(3)]
+    for _ in jobs:
+        render_jobs.enqueue(app)  # what the control API sends with each job
+    backdate(stack, *jobs, created_at=60)  # long queued, behind some other app's backlog
+
+    assert [render.sweep(settings, db, s3, app)["sent"] for _ in range(3)] == [0, 0, 0]
+    assert len(render_tasks(broker)) == 3
+
+    broker.delete(RENDER_QUEUE)  # the tasks are lost (Redis restarted without its data)
+    assert [render.sweep(settings, db, s3, app)["sent"] for _ in range(3)] == [3, 0, 0]
+    assert len(render_tasks(broker)) == 3
+    young = new_job(db, tenant[0])  # its own task may still be on the way: not the sweep's to send
+    assert render.sweep(settings, db, s3, app)["sent"] == 0
+    assert [render.run_next(settings, db, s3) for _ in range(5)] == ["done"] * 4 + [None]
+    assert load_job(db, tenant[0], young).status == "done"
+
+
+def test_the_next_job_goes_to_the_app_served_least_recently(settings, db):
+    a, b, c = (make_tenant(db)[0] for _ in range(3))
+    backlog = [new_job(db, a) for _ in range(4)]
+    lone = new_job(db, b)
+    later = new_job(db, c)
+    order = []
+    with db.connection() as conn:
+        for _ in range(7):
+            job = render_jobs.claim_next(conn, settings.job_max_attempts)
+            order.append(job and job.id)
+    # A's oldest job first (nobody was served yet), then the apps never served, then A's backlog;
+    # while A's first render runs, A has the most running, so B and C go before A's second.
+    assert order == [backlog[0].id, lone.id, later.id, *[j.id for j in backlog[1:]], None]
+
+
+def test_an_app_with_fewer_running_renders_goes_first(settings, db):
+    a, b = (make_tenant(db)[0] for _ in range(2))
+    a_jobs, b_jobs = [new_job(db, a) for _ in range(3)], [new_job(db, b) for _ in range(3)]
+    with db.connection() as conn:
+        first = render_jobs.claim_next(conn, settings.job_max_attempts)  # A's, the oldest
+        second = render_jobs.claim_next(conn, settings.job_max_attempts)  # B's: A has one running
+        render_jobs.finish(conn, first, "done", 0)
+        third = render_jobs.claim_next(
+            conn, settings.job_max_attempts
+        )  # A's: none running, served longer ago
+    assert [first.id, second.id, third.id] == [a_jobs[0].id, b_jobs[0].id, a_jobs[1].id]
 
 
 def test_the_sweep_expires_exports_and_deletes_their_files(settings, s3, db, tenant, stack, celery_client):
@@ -259,3 +324,66 @@ def test_the_sweep_expires_exports_and_deletes_their_files(settings, s3, db, ten
     assert expired.status == "expired" and expired.files == []
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=settings.exports_bucket, Key=key)
+
+
+def leftovers(s3, settings, job) -> tuple[list, list]:
+    """(objects, unfinished multipart uploads) under the job's prefix."""
+    prefix = render.job_prefix(job)
+    objects = s3.list_objects_v2(Bucket=settings.exports_bucket, Prefix=prefix).get("Contents", [])
+    uploads = s3.list_multipart_uploads(Bucket=settings.exports_bucket, Prefix=prefix).get("Uploads", [])
+    return objects, uploads
+
+
+def test_an_export_that_times_out_deletes_every_file_it_wrote(stack, names, provisioned, s3, db, tenant):
+    # Files of about 9 rows each: many are written (one PUT each) before the time limit stops it.
+    settings = stack.settings(
+        WorkerSettings, **names, export_file_max_bytes=2000, render_max_seconds=1, job_heartbeat_seconds=0.05
+    )
+    insert_many_events(db, tenant[0], 10_000)
+    job = new_job(db, tenant[0], kind="export")
+    assert render.run(settings, db, s3, job.id) == "failed"
+    done = load_job(db, tenant[0], job)
+    assert done.files == [] and done.rows_written >= 100  # it had written files: 10 or more
+    assert leftovers(s3, settings, job) == ([], [])
+
+
+def test_an_export_that_fails_part_way_deletes_every_file_it_wrote(stack, names, provisioned, s3, db, tenant):
+    settings = stack.settings(
+        WorkerSettings, **names, export_file_max_bytes=20_000, job_heartbeat_seconds=0.05
+    )
+    insert_many_events(db, tenant[0], 50_000)
+    job = new_job(db, tenant[0], kind="export")
+    with ThreadPoolExecutor(1) as pool:
+        rendering = pool.submit(render.run, settings, db, s3, job.id)
+        wait_for(lambda: load_job(db, tenant[0], job).rows_written >= 1000, 60, "ten files written")
+        # The fault: Postgres drops the connection the export reads from.
+        query(
+            stack.database_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE '%%COPY (%%' AND pid <> pg_backend_pid()",
+        )
+        assert rendering.result(60) == "failed"
+    assert load_job(db, tenant[0], job).files == []
+    assert leftovers(s3, settings, job) == ([], [])
+
+
+def test_the_sweep_deletes_what_dead_attempts_wrote_when_it_fails_their_job(
+    settings, s3, db, tenant, stack, celery_client
+):
+    job = new_job(db, tenant[0], kind="export")
+    with db.connection() as conn:
+        render_jobs.claim(conn, job.id, settings.job_stale_seconds, settings.job_max_attempts)
+    prefix, bucket = render.job_prefix(job), settings.exports_bucket
+    s3.put_object(
+        Bucket=bucket, Key=f"{prefix}{job.id}-1.jsonl", Body=b"{}\n"
+    )  # a file, then the worker died
+    s3.create_multipart_upload(Bucket=bucket, Key=f"{prefix}{job.id}-2.jsonl")
+    query(
+        stack.database_url,
+        "UPDATE render_jobs SET attempts = %s, heartbeat_at = now() - interval '1 minute' WHERE id = %s "
+        "RETURNING id",
+        (settings.job_max_attempts, job.id),
+    )
+    assert render.sweep(settings, db, s3, celery_client[0])["failed"] == [job.id]
+    assert load_job(db, tenant[0], job).status == "failed"
+    assert leftovers(s3, settings, job) == ([], [])

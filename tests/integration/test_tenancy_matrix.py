@@ -1,9 +1,11 @@
-"""No credential of app A reaches anything of app B, on every endpoint; dead credentials are refused.
+"""No credential of app A reaches anything of app B, on every endpoint; dead credentials are refused;
+an ingest key reaches nothing on the control API, not even its own app's things.
 
-Two tenants, A and B, each an org with a logged-in user, an app and a key. Every row of CASES is
-one request made with one of A's credentials against one of B's things; after it, B must be
-untouched. Endpoints added later append their rows here (expected status per their document:
-Data Cortex answers 403, the others 404 or 401).
+Two tenants, A and B, each an org with a logged-in user, an app, an admin key and an ingest key.
+Every row of CASES is one request made with one of A's credentials against one of B's things, or
+with A's ingest key against A's own; after it, A and B must be untouched. Endpoints added later
+append their rows here (expected status per their document: Data Cortex answers 403, the others
+404 or 401).
 """
 
 import re
@@ -15,6 +17,8 @@ from services import tenancy
 from services.control import auth, sessions
 from services.ingest.app import create_app as create_ingest
 from services.settings import IngestSettings
+from shared.enums import KeyScope
+from shared.schemas.pipelines import ACTIONS
 from tests.factories import Person, barchart_event, person
 from tests.helpers import client_for, control_app
 
@@ -27,6 +31,8 @@ class Tenant:
     who: Person
     session_key: str
     things: dict  # ids of what the tenant made through the APIs: source, export, connector, pipeline
+    ingest_key_id: int
+    ingest_key: str
 
 
 def logged_in(db, pat: Person) -> str:
@@ -43,6 +49,114 @@ def logged_in(db, pat: Person) -> str:
 # Credentials: "A.session" (A's session key in the body), "A.key-as-B" (HTTP Basic with B's app id
 # and A's key), "A.key-as-session" (A's API key where a session key goes), "A.basic" (A's own HTTP
 # Basic), "A.token" (A's key as Mews AccessToken), "A.session-as-B" (A's session key naming B's app).
+# A's ingest key: "A.ingest-basic" (HTTP Basic with A's app id), "A.ingest-token" (Mews AccessToken),
+# "A.ingest-as-session" (where a session key goes); A's own things are {a[source]} and so on.
+INGEST_KEY_CASES = [
+    ("start a report", "control", "post", "/reports", "A.ingest-basic", {"filter": {}}, {401}),
+    (
+        "read a report's status",
+        "control",
+        "get",
+        "/reports/{a[source]}/availability",
+        "A.ingest-basic",
+        None,
+        {401},
+    ),
+    ("download a report", "control", "get", "/reports/{a[source]}", "A.ingest-basic", None, {401}),
+    (
+        "add an export",
+        "control",
+        "post",
+        "/api/connector/v1/exports/add",
+        "A.ingest-token",
+        {"EntityType": "ApiCall"},
+        {401},
+    ),
+    (
+        "get an export",
+        "control",
+        "post",
+        "/api/connector/v1/exports/getAll",
+        "A.ingest-token",
+        {"ExportIds": ["{a[export]}"]},
+        {401},
+    ),
+    ("list connectors", "control", "get", "/connectors", "A.ingest-basic", None, {401}),
+    (
+        "create a connector",
+        "control",
+        "post",
+        "/connectors",
+        "A.ingest-basic",
+        {"driver": "noop", "config": {}},
+        {401},
+    ),
+    ("read a connector", "control", "get", "/connectors/{a[connector]}", "A.ingest-basic", None, {401}),
+    ("delete a connector", "control", "delete", "/connectors/{a[connector]}", "A.ingest-basic", None, {401}),
+    ("list pipelines", "control", "get", "/pipelines", "A.ingest-basic", None, {401}),
+    (
+        "create a pipeline",
+        "control",
+        "post",
+        "/pipelines",
+        "A.ingest-basic",
+        {"module": "api_calls", "connectorID": "{a[connector]}"},
+        {401},
+    ),
+    ("read a pipeline", "control", "get", "/pipelines/{a[pipeline]}", "A.ingest-basic", None, {401}),
+    ("delete a pipeline", "control", "delete", "/pipelines/{a[pipeline]}", "A.ingest-basic", None, {401}),
+    *[
+        (
+            f"{action} a pipeline",
+            "control",
+            "post",
+            f"/pipelines/{{a[pipeline]}}/{action}",
+            "A.ingest-basic",
+            None,
+            {401},
+        )
+        for action in ACTIONS
+    ],
+    ("read the user", "control", "get", "/api/1/user", "A.ingest-as-session", {}, {403}),
+    ("log out", "control", "post", "/api/1/logout", "A.ingest-as-session", {}, {403}),
+    (
+        "list the org's apps",
+        "control",
+        "get",
+        "/api/1/app?org_id={A.org_id}",
+        "A.ingest-as-session",
+        {},
+        {403},
+    ),
+    (
+        "create an app",
+        "control",
+        "post",
+        "/api/1/app",
+        "A.ingest-as-session",
+        {"org_id": "{A.org_id}", "app_name": "intruder"},
+        {403},
+    ),
+    ("delete the app", "control", "delete", "/api/1/app/{A.app_id}", "A.ingest-as-session", {}, {403}),
+    (
+        "add a key (an admin one)",
+        "control",
+        "post",
+        "/api/1/app/{A.app_id}/key",
+        "A.ingest-as-session",
+        {"scope": "admin"},
+        {403},
+    ),
+    (
+        "revoke the admin key",
+        "control",
+        "delete",
+        "/api/1/app/{A.app_id}/key/{A.key_id}",
+        "A.ingest-as-session",
+        {},
+        {403},
+    ),
+]
 CASES = [
     ("post events to B's app with A's key", "ingest", "post", "/events", "A.key-as-B", [EVENT], {401}),
     ("list B's apps", "control", "get", "/api/1/app?org_id={B.org_id}", "A.session", {}, {403}),
@@ -145,6 +259,7 @@ CASES = [
         None,
         {401},
     ),
+    *[(f"with A's ingest key, {what}", *rest) for what, *rest in INGEST_KEY_CASES],
 ]
 
 
@@ -154,11 +269,16 @@ def world(stack, names, provisioned, outbox, db):
     ingest = create_ingest(stack.settings(IngestSettings, **names, key_cache_seconds=0)).test_client()
     control = client_for(control_app(stack, outbox, **names))
     return {
-        "A": Tenant(a, logged_in(db, a), make_things(control, a)),
-        "B": Tenant(b, logged_in(db, b), make_things(control, b)),
+        "A": Tenant(a, logged_in(db, a), make_things(control, a), *ingest_key(db, a)),
+        "B": Tenant(b, logged_in(db, b), make_things(control, b), *ingest_key(db, b)),
         "ingest": ingest,
         "control": control,
     }
+
+
+def ingest_key(db, who: Person) -> tuple[int, str]:
+    with db.connection() as conn:
+        return tenancy.create_key(conn, who.app_id, KeyScope.INGEST)
 
 
 def make_things(control, who: Person) -> dict:
@@ -183,7 +303,7 @@ def mews_tokens(access_token: str) -> dict:
 
 def _fill(value, world):
     if isinstance(value, str):
-        return value.format(A=world["A"].who, B=world["B"].who, b=world["B"].things)
+        return value.format(A=world["A"].who, B=world["B"].who, a=world["A"].things, b=world["B"].things)
     if isinstance(value, dict):
         return {k: _fill(v, world) for k, v in value.items()}
     if isinstance(value, list):
@@ -204,29 +324,41 @@ def _request(world, service, method, path, credential, body):
         kwargs["auth"] = (str(a.who.app_id), a.who.api_key)
     elif credential == "A.token":
         kwargs["json"] = {**kwargs["json"], **mews_tokens(a.who.api_key)}
+    elif credential == "A.ingest-basic":
+        kwargs["auth"] = (str(a.who.app_id), a.ingest_key)
+    elif credential == "A.ingest-token":
+        kwargs["json"] = {**kwargs["json"], **mews_tokens(a.ingest_key)}
+    elif credential == "A.ingest-as-session":
+        kwargs["json"] = {**kwargs["json"], "session_key": a.ingest_key}
     elif credential == "A.session-as-B":
         kwargs["headers"] = {"X-Sluice-App": str(b.who.app_id), "Cookie": f"session_key={a.session_key}"}
     return getattr(world[service], method)(_fill(path, world), **kwargs)
 
 
-def assert_b_untouched(world, db):
-    b = world["B"]
+def assert_untouched(world, db, name: str):
+    """The tenant's app, keys, jobs, connectors and pipelines are as they were made."""
+    t = world[name]
     with db.connection() as conn:
-        apps = tenancy.list_apps(conn, b.who.org_id)
+        apps = tenancy.list_apps(conn, t.who.org_id)
         assert [(app["app_id"], [k["key_id"] for k in app["keys"]]) for app in apps] == [
-            (b.who.app_id, [b.who.key_id])
+            (t.who.app_id, [t.who.key_id, t.ingest_key_id])
         ]
-        assert tenancy.app_for_key(conn, b.who.api_key) == b.who.app_id
-    control, auth = world["control"], (str(b.who.app_id), b.who.api_key)
-    assert control.get(f"/reports/{b.things['source']}/availability", auth=auth).status_code == 200
-    assert control.get(f"/connectors/{b.things['connector']}", auth=auth).status_code == 200
-    pipeline = control.get(f"/pipelines/{b.things['pipeline']}", auth=auth)
-    assert pipeline.status_code == 200 and pipeline.json["data"]["state"]["label"] in ("INIT", "READY")
+        assert tenancy.app_for_key(conn, t.who.api_key) == t.who.app_id
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM render_jobs WHERE app_id = %s", (t.who.app_id,))
+            assert cur.fetchone()[0] == 2
+    control, auth = world["control"], (str(t.who.app_id), t.who.api_key)
+    assert control.get(f"/reports/{t.things['source']}/availability", auth=auth).status_code == 200
+    connectors = control.get("/connectors", auth=auth).json["cursor"]["data"]
+    assert [c["id"] for c in connectors] == [t.things["connector"]]
+    pipelines = control.get("/pipelines", auth=auth).json["cursor"]["data"]
+    assert [p["id"] for p in pipelines] == [t.things["pipeline"]]
+    assert pipelines[0]["state"]["label"] in ("INIT", "READY")
     exports = control.post(
         "/api/connector/v1/exports/getAll",
-        json={**mews_tokens(b.who.api_key), "ExportIds": [b.things["export"]]},
+        json={**mews_tokens(t.who.api_key), "ExportIds": [t.things["export"]]},
     ).json
-    assert [e["Id"] for e in exports["Exports"]] == [b.things["export"]]
+    assert [e["Id"] for e in exports["Exports"]] == [t.things["export"]]
 
 
 @pytest.mark.parametrize(
@@ -242,7 +374,8 @@ def test_a_credential_of_app_a_cannot_touch_app_b(
     assert not b_app_id.search(text) or service == "ingest"
     asked = _fill(path, world) + str(_fill(body, world))  # echoing the caller's own input is fine
     assert not any(t in text for t in world["B"].things.values() if t not in asked), (what, text)
-    assert_b_untouched(world, db)
+    assert_untouched(world, db, "A")
+    assert_untouched(world, db, "B")
     # B's own credentials still work where A's were refused.
     auth = (str(world["B"].who.app_id), world["B"].who.api_key)
     assert world["ingest"].post("/events", json=[EVENT], auth=auth).status_code == 200
@@ -261,7 +394,7 @@ def test_revoked_keys_and_deleted_apps_are_refused_everywhere(world, db):
     a = world["A"].who
     control = world["control"].application
     with db.connection() as conn:
-        _, second = tenancy.create_key(conn, a.app_id)
+        _, second = tenancy.create_key(conn, a.app_id, KeyScope.ADMIN)
         assert tenancy.revoke_key(conn, a.app_id, a.key_id)
     for key, works in ((a.api_key, False), (second, True)):
         expected = 200 if works else 401
