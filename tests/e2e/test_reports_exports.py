@@ -135,9 +135,12 @@ def test_a_worker_killed_mid_render_leaves_the_job_to_another_worker(stack, serv
     }
     control, doomed = services.control(), services.worker("doomed", **fast)
     services.beat(SLUICE_JOB_SWEEP_SECONDS="0.5", **fast)
-    source = requests.post(control.url + "/reports", json={}, auth=(str(app_id), key), timeout=10).json()[
-        "source"
-    ]
+    source = requests.post(
+        control.url + "/reports",
+        json={"filter": {"customer": "ACME", "product": "WEB"}},
+        auth=(str(app_id), key),
+        timeout=10,
+    ).json()["source"]
     job_id = source[4:]
 
     def job(columns="status"):
