@@ -10,11 +10,13 @@ from flask import Blueprint, jsonify, request
 
 from services.api_errors import ApiError, use_shape, validated
 from services.ingest.intake import app_for_key, enqueue, receiving
+from services.openapi import documented
 from services.request_body import read_json
 from services.web import settings
 from shared.enums import EventKind
 from shared.errors import simple_error
-from shared.schemas.api_calls import validate_moesif_event, validate_moesif_events
+from shared.schemas.accepted import MoesifAcceptedSchema
+from shared.schemas.api_calls import MoesifEventSchema, validate_moesif_event, validate_moesif_events
 
 bp = Blueprint("moesif_events", __name__)
 use_shape(bp, simple_error)
@@ -28,8 +30,20 @@ def authenticate() -> int:
     return app_id
 
 
+_ACCEPTED = {200: ("Queued: the batch id and how many events it holds.", MoesifAcceptedSchema)}
+_ERRORS = (400, 401, 413, 415, 503)
+_SECURITY = [{"moesifApplicationId": []}]
+
+
 @bp.post("/moesifapi/events")
 @bp.post("/v1/events")
+@documented(
+    "Add one API call event (Moesif)",
+    body=MoesifEventSchema,
+    answers=_ACCEPTED,
+    errors=_ERRORS,
+    security=_SECURITY,
+)
 @receiving
 def post_event():
     app_id = authenticate()
@@ -39,6 +53,14 @@ def post_event():
 
 @bp.post("/moesifapi/events/batch")
 @bp.post("/v1/events/batch")
+@documented(
+    "Add a batch of API call events (Moesif)",
+    description="At most SLUICE_MOESIF_MAX_BODY_BYTES (250 kB) of JSON, after inflating a gzip body.",
+    body=MoesifEventSchema(many=True),
+    answers=_ACCEPTED,
+    errors=_ERRORS,
+    security=_SECURITY,
+)
 @receiving
 def post_batch():
     app_id = authenticate()

@@ -222,6 +222,7 @@ def test_login_answers_503_when_mail_cannot_be_sent_and_keeps_no_session(stack, 
     pat = person(db)
     resp = client.post("/api/1/login", json={"email": pat.email})
     assert resp.status_code == 503 and resp.json["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert int(resp.headers["Retry-After"]) > 0  # as every 503 the document lists
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM login_sessions WHERE user_id = %s", (pat.user_id,))
         assert cur.fetchone()[0] == 0
