@@ -4,7 +4,7 @@ A view says what it takes and what it answers with `@documented(...)`, next to i
 document walks the app's URL map, so every documented route appears under each of its paths, with
 its path parameters, and its error answers take the shape its blueprint renders them in
 (services.api_errors.use_shape): the document cannot promise a shape the API does not send. A
-route whose view is not documented is missing from the document, and tests/unit/test_openapi.py
+route whose view is not documented is missing from the document, and tests/integration/test_openapi.py
 fails on it.
 """
 

@@ -22,13 +22,15 @@ def storable(text: str) -> bool:
     return True
 
 
-class _Storable:
+class _Storable(fields.Field):
+    """Refuses, after the field's own deserialization, text Postgres cannot store."""
+
     default_error_messages = {"unstorable": "Text must not hold NUL characters or lone surrogates."}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[misc]
+        text = super()._deserialize(value, attr, data, **kwargs)
         if not storable(text):
-            raise self.make_error("unstorable")  # type: ignore[attr-defined]
+            raise self.make_error("unstorable")
         return text
 
 
