@@ -11,7 +11,7 @@ from services.control import mail, ratelimit, sessions
 from services.control.auth import SESSION_COOKIE, session_key, session_user
 from services.openapi import FORM, JSON, documented
 from services.web import database, settings
-from shared.errors import simple_error
+from shared.errors import SimpleErrorSchema, simple_error
 from shared.schemas.accounts import (
     MAX_NAME,
     AppCreatedSchema,
@@ -164,7 +164,8 @@ MESSAGES = {
 
 
 _VERIFY_PAGES = {
-    404: ("This sign-in link is not valid (an HTML page).", _PAGE),
+    # A token no route matches (one holding a "/") gets the JSON error instead of the page.
+    404: ("This sign-in link is not valid (an HTML page).", {**_PAGE, JSON: SimpleErrorSchema}),
     410: ("Expired, locked or already used (an HTML page).", _PAGE),
 }
 
