@@ -3,7 +3,8 @@
 Every refusal (bad body, failed validation, wrong credentials, rate limits, an unreachable
 database, werkzeug's own HTTP errors) becomes an ApiError, and one set of app-level handlers turns
 it into a response in the error shape the blueprint registered with `use_shape` (shared/errors.py
-holds the shapes). Routes outside a blueprint answer in shared.errors.simple_error.
+holds the shapes). Routes outside a blueprint answer in shared.errors.simple_error; a URL no route
+matches (404, 405) answers in the shape of the blueprint whose routes it falls under.
 """
 
 from collections.abc import Callable
@@ -102,8 +103,27 @@ def install(app: Flask) -> None:
         return render(unavailable("The database is not answering; retry shortly.", 5), outage=True)
 
 
+def shapes(app: Flask, blueprint: str | None) -> tuple[Shape, Shape]:
+    """(shape, outage shape) the blueprint's errors are rendered in; the document shows them."""
+    rendering = app.extensions.get(_SHAPES, {}).get(blueprint, _DEFAULT)
+    return rendering.shape, rendering.outage_shape
+
+
 def render(exc: ApiError, outage: bool = False):
-    rendering = current_app.extensions.get(_SHAPES, {}).get(request.blueprint, _DEFAULT)
+    blueprint = request.blueprint if request.url_rule is not None else _owner(request.path)
+    rendering = current_app.extensions.get(_SHAPES, {}).get(blueprint, _DEFAULT)
     shape = rendering.outage_shape if outage else rendering.shape
     body = shape(rendering.codes.get(exc.status, exc.code), exc.message)
     return jsonify(body), exc.status, exc.headers
+
+
+def _owner(path: str) -> str | None:
+    """The blueprint of the route whose fixed start is the longest one `path` begins with (at a
+    "/"): /connectors/a/b and PUT /connectors belong to the connectors routes."""
+    longest, owner = 0, None
+    for rule in current_app.url_map.iter_rules():
+        start = rule.rule.split("<", 1)[0]
+        rest = path[len(start) :]
+        if len(start) > longest and path.startswith(start) and (start.endswith("/") or rest[:1] in ("", "/")):
+            longest, owner = len(start), rule.endpoint.rpartition(".")[0] or None
+    return owner

@@ -4,13 +4,15 @@ Every refusal is an ApiError: 413 for a body over the limit (before or after inf
 malformed JSON or gzip, 415 for a Content-Encoding other than gzip.
 """
 
+import io
 import json
 import math
 import zlib
 
-from flask import request
+from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from services.api_errors import ApiError
+from services.api_errors import ApiError, render
 
 _CHUNK = 64 * 1024
 
@@ -36,6 +38,45 @@ def read_json(limit: int):
         raise malformed("Malformed JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and the two hooks below
         raise malformed(f"Malformed JSON: {exc}") from None
+
+
+def cap_bodies(app: Flask, limit: int) -> None:
+    """Refuse every request whose body is over `limit` bytes with 413, before anything reads it.
+
+    A declared Content-Length is checked before the view runs. A chunked body (no Content-Length)
+    is read into memory up to the limit before the view runs, and handed on with its length: one
+    byte more is a 413. (werkzeug alone would cut such a body off at the limit, silently.)
+    """
+    app.config["MAX_CONTENT_LENGTH"] = limit  # what werkzeug reads past this raises 413 too
+
+    @app.before_request
+    def refuse_large_bodies():
+        environ = request.environ
+        if request.content_length is not None:
+            if request.content_length > limit:
+                raise too_large(limit)
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = _read_up_to(environ["wsgi.input"], limit + 1)
+            if len(body) > limit:
+                raise too_large(limit)
+            environ.update(
+                {
+                    "wsgi.input": io.BytesIO(body),
+                    "CONTENT_LENGTH": str(len(body)),
+                    "HTTP_TRANSFER_ENCODING": "",
+                }
+            )
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def cut_off(exc):
+        return render(too_large(limit))
+
+
+def _read_up_to(stream, size: int) -> bytes:
+    out = bytearray()
+    while len(out) < size and (chunk := stream.read(min(_CHUNK, size - len(out)))):
+        out += chunk
+    return bytes(out)
 
 
 def has_body() -> bool:

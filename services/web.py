@@ -7,10 +7,12 @@ from importlib import metadata
 
 from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from marshmallow import Schema, fields
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest, multiprocess
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from services import api_errors
+from services import api_errors, openapi
+from services.openapi import documented
 
 HTTP_REQUESTS = Counter("sluice_http_requests", "HTTP requests answered", ["service", "endpoint", "status"])
 
@@ -36,18 +38,50 @@ class SafeJSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
-def install_common(app: Flask, service: str, readiness_checks: dict, openapi: dict) -> None:
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+
+
+class ReadinessSchema(Schema):
+    status = fields.String(required=True, metadata={"description": "ok or unavailable"})
+    checks = fields.Dict(
+        keys=fields.String(), values=fields.String(), required=True, metadata={"description": "ok or why not"}
+    )
+
+
+class VersionSchema(Schema):
+    version = fields.String(required=True)
+
+
+_OPENAPI_SCHEMA = {"type": "object", "description": "this document"}
+
+
+def install_common(
+    app: Flask, service: str, readiness_checks: dict, title: str, description: str, every_route_errors: dict
+) -> None:
     """Add /healthz, /readyz, /metrics, /openapi.json, /system/version and JSON error pages.
 
     readiness_checks maps a dependency name to a callable that raises when it does not answer.
+    /openapi.json is generated from the app's documented routes (services/openapi.py) when it is
+    first asked for, so it holds every route registered by then; every_route_errors are the
+    {status: description} any route of this app can answer.
     """
     app.json = SafeJSONProvider(app)
 
     @app.get("/healthz")
+    @documented("Alive", answers={200: ("The process answers.", HealthSchema)}, security=[])
     def healthz():
         return jsonify(status="ok")
 
     @app.get("/readyz")
+    @documented(
+        "Ready: every dependency answers",
+        answers={
+            200: ("Every dependency answers.", ReadinessSchema),
+            503: ("A dependency does not answer; checks names it.", ReadinessSchema),
+        },
+        security=[],
+    )
     def readyz():
         results, ready = {}, True
         for name, check in readiness_checks.items():
@@ -60,6 +94,11 @@ def install_common(app: Flask, service: str, readiness_checks: dict, openapi: di
         return jsonify(status="ok" if ready else "unavailable", checks=results), 200 if ready else 503
 
     @app.get("/metrics")
+    @documented(
+        "Prometheus metrics",
+        answers={200: ("Prometheus text format.", {"text/plain": {"type": "string"}})},
+        security=[],
+    )
     def metrics():
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # gunicorn: add up every worker's samples
             registry = CollectorRegistry()
@@ -68,10 +107,16 @@ def install_common(app: Flask, service: str, readiness_checks: dict, openapi: di
         return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json")
+    @documented("This OpenAPI document", answers={200: ("OpenAPI 3.0", _OPENAPI_SCHEMA)}, security=[])
     def openapi_json():
-        return jsonify(openapi)
+        if "openapi" not in app.extensions:
+            app.extensions["openapi"] = openapi.document(
+                app, title, version(), description, every_route_errors
+            )
+        return jsonify(app.extensions["openapi"])
 
     @app.get("/system/version")
+    @documented("The running version", answers={200: ("Version of the API.", VersionSchema)}, security=[])
     def system_version():
         return jsonify(version=version())
 
@@ -105,7 +150,3 @@ def database():
 
 def _endpoint() -> str:
     return request.url_rule.rule if request.url_rule else "unmatched"
-
-
-def openapi_document(title: str, paths: dict) -> dict:
-    return {"openapi": "3.0.3", "info": {"title": title, "version": version()}, "paths": paths}

@@ -4,6 +4,8 @@ Every service answers bad input with one of these, so a client of a given docume
 shape that document promises.
 """
 
+from marshmallow import Schema, fields
+
 
 def barchart_error(code: str, message: str, children: list | None = None) -> list:
     """Barchart's validation error shape: a list of {value: {code, message}, children}."""
@@ -48,3 +50,33 @@ def flatten_marshmallow(messages, prefix: str = "") -> list[tuple[str, str]]:
     else:
         out.append((prefix or "body", str(messages)))
     return out
+
+
+# --- the shapes as schemas, for the OpenAPI documents ---------------------------------------------
+
+
+class ErrorCodeSchema(Schema):
+    code = fields.String(required=True, metadata={"description": "machine-readable, e.g. INVALID_EVENT"})
+    message = fields.String(required=True, metadata={"description": "names what is wrong (and where)"})
+
+
+class BarchartErrorSchema(Schema):
+    value = fields.Nested(ErrorCodeSchema, required=True)
+    children = fields.List(fields.Raw(), required=True)
+
+
+class FormanceErrorSchema(Schema):
+    errorCode = fields.String(required=True, metadata={"description": "VALIDATION, NOT_FOUND, CONFLICT..."})
+    errorMessage = fields.String(required=True)
+
+
+class SimpleErrorSchema(Schema):
+    error = fields.Nested(ErrorCodeSchema, required=True)
+
+
+# Each shape function's schema: Barchart's is a list of errors.
+ERROR_SCHEMAS = {
+    barchart_error: BarchartErrorSchema(many=True),
+    formance_error: FormanceErrorSchema(),
+    simple_error: SimpleErrorSchema(),
+}

@@ -135,6 +135,9 @@ def person(db, org_name: str | None = None) -> Person:
     return Person(email, user_id, org_id, app_id, key_id, key)
 
 
+# The smallest report request Barchart's contract allows: customer and product are required.
+REPORT_REQUEST = {"filter": {"customer": "ACME", "product": "WEB"}}
+
 # Stored events for reports: (customer, product, type, timestamp, context), with text CSV must quote.
 REPORT_EVENTS = [
     ("ACME", "WEB", "LOGIN", 1_700_000_000_300, ["eu", "comma, inside"]),

@@ -11,6 +11,7 @@ import psycopg2
 
 from devtools import devstack, mailsink
 from services import aws
+from services.control import sessions
 from services.database import Database
 from services.settings import CommonSettings, WorkerSettings
 from services.worker.drain import Drainer
@@ -135,6 +136,14 @@ def verify_url(mail_text: str) -> str:
 def verify_link(mail_text: str) -> str:
     """The path of the verification link in a login mail."""
     return urlsplit(verify_url(mail_text)).path
+
+
+def logged_in(db, email: str) -> str:
+    """A verified session key for a user, made through the login functions (no mail, no HTTP)."""
+    with db.connection() as conn:
+        login = sessions.start_login(conn, email, 900)
+        assert sessions.verify(conn, login.verify_token, login.manual_code, 5, 3600) == sessions.VERIFIED
+    return login.session_key
 
 
 def log_in(client, outbox, email: str, number: int = 1) -> str:

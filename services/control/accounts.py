@@ -6,79 +6,41 @@ Mailed links point only where the operator said: SLUICE_PUBLIC_URL, or else the 
 SLUICE_ALLOWED_HOSTS names it; a login naming any other Host is refused before anything is sent.
 """
 
-import re
-
 from flask import Blueprint, current_app, jsonify, render_template_string, request, url_for
 
 from services import tenancy
-from services.api_errors import ApiError, use_shape
+from services.api_errors import ApiError, use_shape, validated
 from services.control import mail, ratelimit, sessions
 from services.control.auth import SESSION_COOKIE, session_key, session_user
+from services.openapi import FORM, JSON, documented
 from services.web import database, settings
 from shared.enums import KeyScope
-from shared.errors import simple_error
+from shared.errors import SimpleErrorSchema, simple_error
+from shared.schemas.accounts import (
+    MAX_NAME,
+    AppCreatedSchema,
+    AppDeletedSchema,
+    AppListSchema,
+    AppQuerySchema,
+    CreateAppSchema,
+    KeyCreatedSchema,
+    KeyRevokedSchema,
+    LoggedOutSchema,
+    LoginAnswerSchema,
+    LoginSchema,
+    ManualCodeSchema,
+    NewKeySchema,
+    SessionSchema,
+    UserSchema,
+)
+from shared.schemas.storable import BIGINT_MAX, storable
 
 bp = Blueprint("accounts", __name__, url_prefix="/api/1")
 use_shape(bp, simple_error)
 
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-MAX_NAME = 200
-MAX_EMAIL = 254  # RFC 5321's limit for a forward path
-MAX_ID = 2**63 - 1  # Postgres bigint: a larger id names nothing, and must not reach the query
-
-OPENAPI_PATHS = {
-    "/api/1/login": {
-        "post": {
-            "summary": "Start an email login (Data Cortex)",
-            "responses": {
-                "200": {"description": "result, session_key, manual_code"},
-                "429": {"description": "Too many logins"},
-            },
-        }
-    },
-    "/api/1/verify/{token}": {
-        "get": {
-            "summary": "The mailed link: a page asking for the manual code",
-            "responses": {"200": {"description": "HTML form"}},
-        },
-        "post": {
-            "summary": "Enter the manual code (form field manual_code)",
-            "responses": {
-                "200": {"description": "Signed in"},
-                "400": {"description": "Wrong code"},
-                "410": {"description": "Expired, locked or used"},
-            },
-        },
-    },
-    "/api/1/logout": {
-        "post": {"summary": "Disable the session key", "responses": {"200": {"description": "Logged out"}}}
-    },
-    "/api/1/user": {
-        "get": {
-            "summary": "The logged-in user and their organizations",
-            "responses": {"200": {"description": "User"}, "403": {"description": "Not logged in"}},
-        }
-    },
-    "/api/1/app": {
-        "get": {
-            "summary": "List an org's apps, or create one when app_name is given",
-            "responses": {"200": {"description": "app_list or app_id"}},
-        },
-        "post": {"summary": "Create an app", "responses": {"200": {"description": "app_id"}}},
-    },
-    "/api/1/app/{app_id}": {
-        "delete": {"summary": "Delete an app and its keys", "responses": {"200": {"description": "Deleted"}}}
-    },
-    "/api/1/app/{app_id}/key": {
-        "post": {
-            "summary": "Create an API key (shown once)",
-            "responses": {"200": {"description": "key_id, api_key"}},
-        }
-    },
-    "/api/1/app/{app_id}/key/{key_id}": {
-        "delete": {"summary": "Revoke an API key", "responses": {"200": {"description": "Revoked"}}}
-    },
-}
+_SESSION = [{"sessionCookie": []}]
+_HTML = "text/html"
+_PAGE = {_HTML: {"type": "string"}}
 
 
 def _bad_request(message: str) -> ApiError:
@@ -102,7 +64,7 @@ def _id_param(name: str) -> int:
     value = _param(name)
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= BIGINT_MAX:
         raise _bad_request(f"{name}: a numeric id is required")
     return value
 
@@ -115,7 +77,7 @@ def _require_user() -> int:
 
 
 def _require_app(user_id: int, app_id: int, conn, action: str) -> None:
-    if app_id > MAX_ID or not tenancy.user_may_manage_app(conn, user_id, app_id):
+    if app_id > BIGINT_MAX or not tenancy.user_may_manage_app(conn, user_id, app_id):
         raise _forbidden(f"Not allowed to {action} that application.")
 
 
@@ -140,12 +102,21 @@ def _link_base(config) -> str:
 
 
 @bp.post("/login")
+@documented(
+    "Start an email login (Data Cortex)",
+    description="Mails a verification link to the address; the session key works once the link is "
+    "opened and the manual code typed there. email may also be a query parameter.",
+    body=LoginSchema,
+    media=(JSON, FORM),
+    answers={200: ("The login started (the same for an address no account uses).", LoginAnswerSchema)},
+    errors={400: "", 429: "Too many logins for this address or from this client.", 503: ""},
+    security=[],
+)
 def login():
     config = settings()
     link_base = _link_base(config)
     email = _param("email")
-    if not isinstance(email, str) or len(email) > MAX_EMAIL or not EMAIL.fullmatch(email.strip()):
-        raise _bad_request("email: a valid email address is required")
+    email = validated(LoginSchema().load, {} if email is None else {"email": email}, "BAD_REQUEST")["email"]
     email = email.strip().lower()
     ratelimit.count_login(email)
     try:
@@ -156,7 +127,10 @@ def login():
     except mail.MailError as exc:
         current_app.logger.error("login mail to %s not sent: %s", email, exc)
         raise ApiError(
-            503, "SERVICE_UNAVAILABLE", "The sign-in mail could not be sent; try again later."
+            503,
+            "SERVICE_UNAVAILABLE",
+            "The sign-in mail could not be sent; try again later.",
+            {"Retry-After": "30"},
         ) from None
     response = jsonify(result="new_browser", session_key=started.session_key, manual_code=started.manual_code)
     # Strict: no other site can make a browser send it, not even through a link (GET /app creates).
@@ -213,7 +187,34 @@ MESSAGES = {
 }
 
 
+_VERIFY_PAGES = {
+    # A token no route matches (one holding a "/") gets the JSON error instead of the page.
+    404: ("This sign-in link is not valid (an HTML page).", {**_PAGE, JSON: SimpleErrorSchema}),
+    410: ("Expired, locked or already used (an HTML page).", _PAGE),
+}
+
+
 @bp.route("/verify/<token>", methods=["GET", "POST"])
+@documented(
+    "The mailed link: a page asking for the manual code",
+    method="get",
+    answers={200: ("The HTML page.", _PAGE), **_VERIFY_PAGES},
+    errors=(429, 503),
+    security=[],
+)
+@documented(
+    "Enter the manual code (the page's form)",
+    method="post",
+    body=ManualCodeSchema,
+    media=(FORM,),
+    answers={
+        200: ("Signed in (an HTML page).", _PAGE),
+        400: ("Wrong code (an HTML page).", _PAGE),
+        **_VERIFY_PAGES,
+    },
+    errors=(429, 503),
+    security=[],
+)
 def verify(token: str):
     config = settings()
     with database().connection() as conn:
@@ -237,7 +238,19 @@ def verify(token: str):
     return page, status, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
+_SESSION_ERRORS = {403: "", 429: "", 503: ""}
+
+
 @bp.post("/logout")
+@documented(
+    "Disable the session key",
+    body=SessionSchema,
+    body_required=False,
+    media=(JSON, FORM),
+    answers={200: ("Logged out.", LoggedOutSchema)},
+    errors=_SESSION_ERRORS,
+    security=_SESSION,
+)
 def logout():
     _require_user()  # counts wrong keys like every other credential check
     with database().connection() as conn:
@@ -248,6 +261,12 @@ def logout():
 
 
 @bp.get("/user")
+@documented(
+    "The logged-in user and their organizations",
+    answers={200: ("The user.", UserSchema)},
+    errors=_SESSION_ERRORS,
+    security=_SESSION,
+)
 def user():
     user_id = _require_user()
     with database().connection() as conn:
@@ -256,6 +275,13 @@ def user():
 
 
 @bp.get("/app")
+@documented(
+    "List an organization's apps, or create one when app_name is given",
+    query=AppQuerySchema,
+    answers={200: ("app_list, or app_id of the app created.", {"oneOf": [AppListSchema, AppCreatedSchema]})},
+    errors={400: "", **_SESSION_ERRORS},
+    security=_SESSION,
+)
 def apps():
     """List the org's apps; with app_name, create one (the document's GET form)."""
     user_id = _require_user()
@@ -270,14 +296,22 @@ def apps():
 
 
 @bp.post("/app")
+@documented(
+    "Create an app",
+    body=CreateAppSchema,
+    media=(JSON, FORM),
+    answers={200: ("The app created.", AppCreatedSchema)},
+    errors={400: "", **_SESSION_ERRORS},
+    security=_SESSION,
+)
 def create_app():
     return _create_app(_require_user(), _id_param("org_id"))
 
 
 def _create_app(user_id: int, org_id: int):
     name = _param("app_name")
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
-        raise _bad_request(f"app_name: a name of 1 to {MAX_NAME} characters is required")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not storable(name):
+        raise _bad_request(f"app_name: a name of 1 to {MAX_NAME} characters (no NUL) is required")
     with database().connection() as conn:
         if not tenancy.is_member(conn, user_id, org_id):
             raise _forbidden("Not allowed to add an application to that organization.")
@@ -305,6 +339,12 @@ def _app_json(app: dict) -> dict:
 
 
 @bp.delete("/app/<int:app_id>")
+@documented(
+    "Delete an app and its keys",
+    answers={200: ("Deleted.", AppDeletedSchema)},
+    errors=_SESSION_ERRORS,
+    security=_SESSION,
+)
 def delete_app(app_id: int):
     user_id = _require_user()
     with database().connection() as conn:
@@ -324,6 +364,15 @@ def _scope_param() -> KeyScope:
 
 
 @bp.post("/app/<int:app_id>/key")
+@documented(
+    "Create an API key (its secret is shown once)",
+    body=NewKeySchema,
+    body_required=False,
+    media=(JSON, FORM),
+    answers={200: ("The key.", KeyCreatedSchema)},
+    errors={400: "scope is neither ingest nor admin.", **_SESSION_ERRORS},
+    security=_SESSION,
+)
 def create_key(app_id: int):
     user_id = _require_user()
     scope = _scope_param()
@@ -334,10 +383,16 @@ def create_key(app_id: int):
 
 
 @bp.delete("/app/<int:app_id>/key/<int:key_id>")
+@documented(
+    "Revoke an API key",
+    answers={200: ("Revoked.", KeyRevokedSchema)},
+    errors={**_SESSION_ERRORS, 404: "That app has no such live key."},
+    security=_SESSION,
+)
 def revoke_key(app_id: int, key_id: int):
     user_id = _require_user()
     with database().connection() as conn:
         _require_app(user_id, app_id, conn, "revoke a key of")
-        if key_id > MAX_ID or not tenancy.revoke_key(conn, app_id, key_id):
+        if key_id > BIGINT_MAX or not tenancy.revoke_key(conn, app_id, key_id):
             raise ApiError(404, "NOT_FOUND", "That application has no such live key.")
     return jsonify(result="revoked", app_id=app_id, key_id=key_id)

@@ -7,14 +7,14 @@ from flask import Flask
 from services import aws
 from services.control import accounts, connectors, exports, pipelines, ratelimit, reports
 from services.database import Database
+from services.request_body import cap_bodies
 from services.settings import ControlSettings
-from services.web import install_common, openapi_document, trust_proxies
+from services.web import install_common, trust_proxies
 
-OPENAPI_PATHS = {
-    "/system/version": {"get": {"summary": "Get version", "responses": {"200": {"description": "Version"}}}},
-}
-for _blueprint in (accounts, reports, exports, pipelines):  # pipelines' covers connectors too
-    OPENAPI_PATHS.update(_blueprint.OPENAPI_PATHS)
+DESCRIPTION = (
+    "Reports (Barchart), exports (Mews), accounts (Data Cortex), connectors and pipelines (Formance). "
+    "Every request body is refused over SLUICE_CONTROL_MAX_BODY_BYTES with 413, before it is read."
+)
 
 
 def create_app(settings: ControlSettings | None = None) -> Flask:
@@ -35,6 +35,7 @@ def create_app(settings: ControlSettings | None = None) -> Flask:
     def redis_ready():
         redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping()
 
+    cap_bodies(app, settings.max_body_bytes)
     ratelimit.install(app)
     for blueprint in (accounts, reports, exports, connectors, pipelines):
         app.register_blueprint(blueprint.bp)
@@ -42,7 +43,9 @@ def create_app(settings: ControlSettings | None = None) -> Flask:
         app,
         "control",
         {"postgres": db.ping, "redis": redis_ready, "s3": s3_ready},
-        openapi_document("Sluice control API", OPENAPI_PATHS),
+        "Sluice control API",
+        DESCRIPTION,
+        {413: f"The body is over SLUICE_CONTROL_MAX_BODY_BYTES ({settings.max_body_bytes} bytes)."},
     )
     trust_proxies(app, settings.trusted_proxy_hops)
     return app

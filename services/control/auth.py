@@ -20,6 +20,17 @@ SESSION_COOKIE = "session_key"
 APP_HEADER = "X-Sluice-App"
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="sluice"'}
 
+# caller_app's credentials as the OpenAPI document shows them.
+CALLER_SECURITY = [{"basic": []}, {"sessionCookie": []}]
+CALLER_HEADERS = [
+    {
+        "name": APP_HEADER,
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "description": "with a session key: the app to act for (or the app_id query parameter)",
+    }
+]
+
 
 def app_for_token(key: str | None, challenge: dict | None = None) -> int | None:
     """The app of a live admin key (Mews AccessToken, the password of HTTP Basic), else None.
@@ -77,7 +88,7 @@ def session_user() -> int | None:
 def session_app() -> int | None:
     """The app a logged-in user acts for: one of its orgs' apps, named by X-Sluice-App or ?app_id=."""
     named = request.headers.get(APP_HEADER) or request.args.get("app_id") or ""
-    if not named.isdigit() or len(named) > 18:  # beyond bigint: no such app
+    if not (named.isascii() and named.isdigit()) or len(named) > 18:  # beyond bigint: no such app
         return None
     user_id = session_user()
     if user_id is None:

@@ -5,18 +5,38 @@ from flask import Blueprint, jsonify
 from services import quotas
 from services.api_errors import ApiError, not_found, over_limit, use_shape, validated
 from services.control import pipeline_rows
-from services.control.auth import caller_app
+from services.control.auth import CALLER_HEADERS, CALLER_SECURITY, caller_app
 from services.control.cursor_pages import cursor_page
+from services.openapi import documented
 from services.request_body import read_json
 from services.web import database, settings
 from shared.errors import FORMANCE_CODES, formance_error
-from shared.schemas.pipelines import load_connector
+from shared.schemas.pipelines import (
+    ActingAppSchema,
+    ConnectorAnswerSchema,
+    ConnectorConfigurationSchema,
+    ConnectorPageSchema,
+    PageQuerySchema,
+    load_connector,
+)
 
 bp = Blueprint("connectors", __name__)
 use_shape(bp, formance_error, FORMANCE_CODES)
 
 
+_ERRORS = (401, 429, 503)
+_FOUND = (401, 404, 429, 503)
+_CALLER = {"security": CALLER_SECURITY, "headers": CALLER_HEADERS}
+
+
 @bp.get("/connectors")
+@documented(
+    "List connectors",
+    query=PageQuerySchema,
+    answers={200: ("A cursor page of connectors, oldest first.", ConnectorPageSchema)},
+    errors={400: "A bad cursor or pageSize.", **dict.fromkeys(_ERRORS, "")},
+    **_CALLER,
+)
 def list_connectors():
     app_id = caller_app()
     with database().connection() as conn:
@@ -24,6 +44,19 @@ def list_connectors():
 
 
 @bp.post("/connectors")
+@documented(
+    "Create a connector",
+    query=ActingAppSchema,
+    body=ConnectorConfigurationSchema,
+    answers={201: ("The connector.", ConnectorAnswerSchema)},
+    errors={
+        400: "",
+        409: "The app has as many connectors as SLUICE_CONNECTORS_PER_APP allows.",
+        415: "",
+        **dict.fromkeys(_ERRORS, ""),
+    },
+    **_CALLER,
+)
 def create_connector():
     app_id = caller_app()
     connector = validated(load_connector, read_json(settings().max_body_bytes), "VALIDATION")
@@ -35,11 +68,18 @@ def create_connector():
     return jsonify(data=pipeline_rows.connector_view(row)), 201
 
 
-@bp.get("/connectors/<connector_id>")
-def get_connector(connector_id):
+@bp.get("/connectors/<connectorID>")
+@documented(
+    "Get a connector",
+    query=ActingAppSchema,
+    answers={200: ("The connector.", ConnectorAnswerSchema)},
+    errors=_FOUND,
+    **_CALLER,
+)
+def get_connector(connectorID):
     app_id = caller_app()
     row = None
-    if (connector_id := pipeline_rows.parse_id(connector_id)) is not None:
+    if (connector_id := pipeline_rows.parse_id(connectorID)) is not None:
         with database().connection() as conn:
             row = pipeline_rows.get_connector(conn, app_id, connector_id)
     if row is None:
@@ -47,11 +87,18 @@ def get_connector(connector_id):
     return jsonify(data=pipeline_rows.connector_view(row))
 
 
-@bp.delete("/connectors/<connector_id>")
-def delete_connector(connector_id):
+@bp.delete("/connectors/<connectorID>")
+@documented(
+    "Delete a connector",
+    query=ActingAppSchema,
+    answers={204: ("Deleted.", None)},
+    errors={400: "A pipeline still delivers to it.", **dict.fromkeys(_FOUND, "")},
+    **_CALLER,
+)
+def delete_connector(connectorID):
     app_id = caller_app()
     outcome = "missing"
-    if (connector_id := pipeline_rows.parse_id(connector_id)) is not None:
+    if (connector_id := pipeline_rows.parse_id(connectorID)) is not None:
         with database().connection() as conn:
             outcome = pipeline_rows.delete_connector(conn, app_id, connector_id)
     if outcome == "missing":

@@ -4,6 +4,7 @@ from flask import request
 
 from services.api_errors import ApiError
 from shared.schemas.pipelines import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, decode_token, encode_token, page
+from shared.schemas.storable import BIGINT_MAX
 
 
 def _invalid(message: str) -> ApiError:
@@ -17,7 +18,7 @@ def _page_request() -> tuple[int, dict | None]:
     if token:
         try:
             position = decode_token(token)
-            if position.get("d") not in ("n", "p") or not isinstance(position.get("k"), int):
+            if position.get("d") not in ("n", "p") or not _whole(position.get("k"), 0, BIGINT_MAX):
                 raise ValueError
         except ValueError:
             raise _invalid("cursor: not a valid cursor") from None
@@ -29,9 +30,14 @@ def _page_request() -> tuple[int, dict | None]:
             size = int(raw)
         except ValueError:
             raise _invalid("pageSize: not an integer") from None
-    if not isinstance(size, int) or not 1 <= size <= PAGE_SIZE_MAX:
+    if not _whole(size, 1, PAGE_SIZE_MAX):
         raise _invalid(f"pageSize: must be between 1 and {PAGE_SIZE_MAX}")
     return size, position
+
+
+def _whole(value, low: int, high: int) -> bool:
+    """An int (not a bool: JSON true is no position) within [low, high]."""
+    return type(value) is int and low <= value <= high
 
 
 def cursor_page(conn, table: str, app_id: int, render) -> dict:

@@ -13,19 +13,18 @@ from services import render_jobs
 from services.api_errors import ApiError, use_shape, validated
 from services.control.auth import app_for_token
 from services.control.rendering import enqueue, presigned_link, refuse_when_busy
+from services.openapi import documented
 from services.request_body import read_json
 from services.web import database, settings
 from shared.errors import simple_error
-from shared.schemas.exports import export_add_schema, export_body, export_get_all_schema, valid_ids
-
-OPENAPI_PATHS = {
-    "/api/connector/v1/exports/add": {
-        "post": {"summary": "Add export (Mews)", "responses": {"200": {"description": "{Export}"}}}
-    },
-    "/api/connector/v1/exports/getAll": {
-        "post": {"summary": "Get exports (Mews)", "responses": {"200": {"description": "{Exports}"}}}
-    },
-}
+from shared.schemas.exports import (
+    ExportAddedSchema,
+    ExportsSchema,
+    export_add_schema,
+    export_body,
+    export_get_all_schema,
+    valid_ids,
+)
 
 bp = Blueprint("exports", __name__, url_prefix="/api/connector/v1/exports")
 use_shape(bp, simple_error)
@@ -48,7 +47,25 @@ def _export(job: render_jobs.Job, now: datetime) -> dict:
     return export_body(job.id, job.status, job.entity_type, job.expires_at, files, job.rows_written, now)
 
 
+# The AccessToken (an app key) travels in the body, so the document names no security scheme.
+_ERRORS = {
+    400: "",
+    401: "AccessToken missing or not a live app key.",
+    415: "",
+    429: "",
+    503: "",
+}
+
+
 @bp.post("/add")
+@documented(
+    "Add an export (Mews)",
+    description="One Pending or Processing export per app and EntityType: another is 400 EXPORT_IN_PROGRESS.",
+    body=export_add_schema,
+    answers={200: ("The export, Pending.", ExportAddedSchema)},
+    errors=_ERRORS,
+    security=[],
+)
 def add_export():
     app_id, body = _request(export_add_schema)
     try:
@@ -73,6 +90,14 @@ def add_export():
 
 
 @bp.post("/getAll")
+@documented(
+    "Get exports (Mews)",
+    description="The caller's exports among ExportIds; ids that name none are left out.",
+    body=export_get_all_schema,
+    answers={200: ("The exports found.", ExportsSchema)},
+    errors=_ERRORS,
+    security=[],
+)
 def get_all_exports():
     app_id, body = _request(export_get_all_schema)
     with database().connection() as conn:

@@ -9,18 +9,39 @@ from flask import Blueprint, jsonify
 from services import quotas
 from services.api_errors import ApiError, not_found, over_limit, use_shape, validated
 from services.control import pipeline_rows
-from services.control.auth import caller_app
+from services.control.auth import CALLER_HEADERS, CALLER_SECURITY, caller_app
 from services.control.cursor_pages import cursor_page
+from services.openapi import documented
 from services.request_body import read_json
 from services.web import database, settings
 from shared.errors import FORMANCE_CODES, formance_error
-from shared.schemas.pipelines import ACTIONS, TransitionNotAllowed, load_pipeline
+from shared.schemas.pipelines import (
+    ACTIONS,
+    ActingAppSchema,
+    PageQuerySchema,
+    PipelineAnswerSchema,
+    PipelineConfigurationSchema,
+    PipelinePageSchema,
+    TransitionNotAllowed,
+    load_pipeline,
+)
 
 bp = Blueprint("pipelines", __name__)
 use_shape(bp, formance_error, FORMANCE_CODES)
 
 
+_ERRORS = (401, 429, 503)
+_FOUND = (401, 404, 429, 503)
+_CALLER = {"security": CALLER_SECURITY, "headers": CALLER_HEADERS, "query": ActingAppSchema}
+
+
 @bp.get("/pipelines")
+@documented(
+    "List pipelines",
+    answers={200: ("A cursor page of pipelines, oldest first.", PipelinePageSchema)},
+    errors={400: "A bad cursor or pageSize.", **dict.fromkeys(_ERRORS, "")},
+    **{**_CALLER, "query": PageQuerySchema},
+)
 def list_pipelines():
     app_id = caller_app()
     with database().connection() as conn:
@@ -28,6 +49,20 @@ def list_pipelines():
 
 
 @bp.post("/pipelines")
+@documented(
+    "Create a pipeline (in INIT)",
+    body=PipelineConfigurationSchema,
+    answers={201: ("The pipeline.", PipelineAnswerSchema)},
+    errors={
+        400: "",
+        404: "No such connector.",
+        409: "A pipeline of that module to that connector exists, or the app has as many pipelines as "
+        "SLUICE_PIPELINES_PER_APP allows.",
+        415: "",
+        **dict.fromkeys(_ERRORS, ""),
+    },
+    **_CALLER,
+)
 def create_pipeline():
     app_id = caller_app()
     wanted = validated(load_pipeline, read_json(settings().max_body_bytes), "VALIDATION")
@@ -54,9 +89,15 @@ def _pipeline_id(raw: str) -> str:
     return pipeline_id
 
 
-@bp.get("/pipelines/<pipeline_id>")
-def get_pipeline(pipeline_id):
-    app_id, pipeline_id = caller_app(), _pipeline_id(pipeline_id)
+@bp.get("/pipelines/<pipelineID>")
+@documented(
+    "Get a pipeline and its state",
+    answers={200: ("The pipeline.", PipelineAnswerSchema)},
+    errors=_FOUND,
+    **_CALLER,
+)
+def get_pipeline(pipelineID):
+    app_id, pipeline_id = caller_app(), _pipeline_id(pipelineID)
     with database().connection() as conn:
         row = pipeline_rows.get_pipeline(conn, app_id, pipeline_id)
     if row is None:
@@ -64,9 +105,10 @@ def get_pipeline(pipeline_id):
     return jsonify(data=pipeline_rows.pipeline_view(row))
 
 
-@bp.delete("/pipelines/<pipeline_id>")
-def delete_pipeline(pipeline_id):
-    app_id, pipeline_id = caller_app(), _pipeline_id(pipeline_id)
+@bp.delete("/pipelines/<pipelineID>")
+@documented("Delete a pipeline", answers={204: ("Deleted.", None)}, errors=_FOUND, **_CALLER)
+def delete_pipeline(pipelineID):
+    app_id, pipeline_id = caller_app(), _pipeline_id(pipelineID)
     with database().connection() as conn:
         deleted = pipeline_rows.delete_pipeline(conn, app_id, pipeline_id)
     if not deleted:
@@ -74,12 +116,20 @@ def delete_pipeline(pipeline_id):
     return "", 204
 
 
-@bp.post("/pipelines/<pipeline_id>/<action>")
-def pipeline_action(pipeline_id, action):
+@bp.post("/pipelines/<pipelineID>/<action>")
+@documented(
+    "Pause, resume, start, stop or reset a pipeline",
+    description="action: " + ", ".join(ACTIONS) + ". reset starts over from the first stored event.",
+    answers={202: ("Accepted: the runners follow the new state.", None)},
+    path={"action": {"type": "string", "enum": list(ACTIONS)}},
+    errors={**dict.fromkeys(_FOUND, ""), 409: "The pipeline's state does not allow the action."},
+    **_CALLER,
+)
+def pipeline_action(pipelineID, action):
     app_id = caller_app()
     if action not in ACTIONS:  # answered here rather than by routing, to keep the Formance error shape
         raise ApiError(404, "NOT_FOUND", f"no action {action!r}: one of {', '.join(ACTIONS)}")
-    pipeline_id = _pipeline_id(pipeline_id)
+    pipeline_id = _pipeline_id(pipelineID)
     try:
         with database().connection() as conn:
             row = pipeline_rows.apply_action(conn, app_id, pipeline_id, action)
@@ -88,20 +138,3 @@ def pipeline_action(pipeline_id, action):
     if row is None:
         raise not_found("pipeline")
     return "", 202
-
-
-def _op(summary: str, status: str) -> dict:
-    return {"summary": summary, "security": [{"basic": []}], "responses": {status: {"description": summary}}}
-
-
-_ID = "/pipelines/{pipelineID}"
-OPENAPI_PATHS = {
-    "/connectors": {"get": _op("List connectors", "200"), "post": _op("Create connector", "201")},
-    "/connectors/{connectorID}": {
-        "get": _op("Get connector state", "200"),
-        "delete": _op("Delete connector", "204"),
-    },
-    "/pipelines": {"get": _op("List pipelines", "200"), "post": _op("Create pipeline", "201")},
-    _ID: {"get": _op("Get pipeline state", "200"), "delete": _op("Delete pipeline", "204")},
-    **{f"{_ID}/{action}": {"post": _op(f"{action.capitalize()} pipeline", "202")} for action in ACTIONS},
-}

@@ -7,34 +7,18 @@ from services import render_jobs
 from services.api_errors import ApiError, use_shape, validated
 from services.control.auth import BASIC_CHALLENGE, basic_app
 from services.control.rendering import enqueue, presigned_link, refuse_when_busy
+from services.openapi import documented
 from services.request_body import has_body, read_json
 from services.web import database, settings
 from shared.errors import barchart_error, simple_error
-from shared.schemas.reports import job_body, load_report_request, parse_source
-
-OPENAPI_PATHS = {
-    "/reports": {
-        "post": {
-            "summary": "Start report (Barchart)",
-            "security": [{"basic": []}],
-            "responses": {"200": {"description": "Job"}, "400": {"description": "Bad filter"}},
-        }
-    },
-    "/reports/{source}/availability": {
-        "get": {
-            "summary": "Check report status",
-            "security": [{"basic": []}],
-            "responses": {"200": {"description": "Job"}},
-        }
-    },
-    "/reports/{source}": {
-        "get": {
-            "summary": "Download report: a presigned link",
-            "security": [{"basic": []}],
-            "responses": {"200": {"description": "{link}"}, "409": {"description": "Not COMPLETE"}},
-        }
-    },
-}
+from shared.schemas.reports import (
+    JobSchema,
+    ReportLinkSchema,
+    ReportRequestSchema,
+    job_body,
+    load_report_request,
+    parse_source,
+)
 
 bp = Blueprint("reports", __name__)
 # Barchart's document has no error for an outage: a database outage answers in the generic shape.
@@ -69,9 +53,22 @@ def _find(source: str) -> render_jobs.Job:
     return job
 
 
+_BASIC = [{"basic": []}]
+_JOB = {200: ("The job.", JobSchema)}
+
+
 @bp.post("/reports")
+@documented(
+    "Start a report (Barchart)",
+    description="The filter's customer and product are required; start (inclusive) and end "
+    "(exclusive) are epoch milliseconds, numbers or numeric strings.",
+    body=ReportRequestSchema,
+    answers=_JOB,
+    errors=(400, 401, 415, 429, 503),
+    security=_BASIC,
+)
 def start_report():
-    # No body at all is a request without a filter: every event of the app.
+    # No body at all is a request without a filter: the answer names the filter's missing parts.
     body = read_json(settings().max_body_bytes) if has_body() else {}
     report_filter = validated(load_report_request, body, "INVALID_FILTER")
     with database().connection() as conn:
@@ -82,11 +79,18 @@ def start_report():
 
 
 @bp.get("/reports/<source>/availability")
+@documented("Check a report's status", answers=_JOB, errors=(401, 404, 429, 503), security=_BASIC)
 def report_availability(source: str):
     return jsonify(_job(_find(source)))
 
 
 @bp.get("/reports/<source>")
+@documented(
+    "Download a report: a presigned link to its CSV file",
+    answers={200: ("A new link on every call.", ReportLinkSchema)},
+    errors={401: "", 404: "", 409: "The report is not COMPLETE (REPORT_NOT_READY).", 429: "", 503: ""},
+    security=_BASIC,
+)
 def download_report(source: str):
     job = _find(source)
     if job.status != "done" or not job.files:

@@ -4,7 +4,6 @@ and the manual code typed there, by someone who has both the mail and the code.
 Plain functions over a Postgres connection; the Flask views are in accounts.py.
 """
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -21,10 +20,6 @@ PENDING, VERIFIED, WRONG_CODE, LOCKED, EXPIRED, USED, UNKNOWN = (
     "used",
     "unknown",
 )
-
-
-def _hash(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
 
 
 @dataclass(frozen=True)
@@ -47,9 +42,9 @@ def start_login(conn, email: str, ttl_seconds: int) -> Login:
                        VALUES (%s, %s, %s, %s, now() + %s * interval '1 second')""",
             (
                 user_id,
-                _hash(session_key),
-                _hash(verify_token),
-                _hash(manual_code),
+                tenancy.hash_key(session_key),
+                tenancy.hash_key(verify_token),
+                tenancy.hash_key(manual_code),
                 ttl_seconds,
             ),
         )
@@ -71,7 +66,7 @@ _PENDING_ROW = """SELECT id, code_hash, failed_codes, verify_by < now(), verifie
 
 def login_state(conn, verify_token: str, max_attempts: int) -> str:
     with conn.cursor() as cur:
-        cur.execute(_PENDING_ROW, (_hash(verify_token),))
+        cur.execute(_PENDING_ROW, (tenancy.hash_key(verify_token),))
         row = cur.fetchone()
     return UNKNOWN if row is None else _state(row, max_attempts)
 
@@ -83,7 +78,7 @@ def verify(conn, verify_token: str, code: str, max_attempts: int, session_second
     """
     with conn.cursor() as cur:
         # FOR UPDATE: concurrent guesses are counted one after another, never lost.
-        cur.execute(_PENDING_ROW + " FOR UPDATE", (_hash(verify_token),))
+        cur.execute(_PENDING_ROW + " FOR UPDATE", (tenancy.hash_key(verify_token),))
         row = cur.fetchone()
         if row is None:
             return UNKNOWN
@@ -91,7 +86,7 @@ def verify(conn, verify_token: str, code: str, max_attempts: int, session_second
         if state != PENDING:
             return state
         login_id, code_hash = row[0], bytes(row[1])
-        if not hmac.compare_digest(code_hash, _hash(code.strip())):
+        if not hmac.compare_digest(code_hash, tenancy.hash_key(code.strip())):
             cur.execute(
                 "UPDATE login_sessions SET failed_codes = failed_codes + 1 WHERE id = %s "
                 "RETURNING failed_codes",
@@ -113,7 +108,7 @@ _LIVE = "session_hash = %s AND verified_at IS NOT NULL AND logged_out_at IS NULL
 def session_user(conn, session_key: str) -> int | None:
     """The user of a verified, live session key, else None."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT user_id FROM login_sessions WHERE {_LIVE}", (_hash(session_key),))
+        cur.execute(f"SELECT user_id FROM login_sessions WHERE {_LIVE}", (tenancy.hash_key(session_key),))
         row = cur.fetchone()
         return row[0] if row else None
 
@@ -121,5 +116,7 @@ def session_user(conn, session_key: str) -> int | None:
 def logout(conn, session_key: str) -> bool:
     """Disable a live session key; False when it was not one."""
     with conn.cursor() as cur:
-        cur.execute(f"UPDATE login_sessions SET logged_out_at = now() WHERE {_LIVE}", (_hash(session_key),))
+        cur.execute(
+            f"UPDATE login_sessions SET logged_out_at = now() WHERE {_LIVE}", (tenancy.hash_key(session_key),)
+        )
         return cur.rowcount == 1

@@ -12,11 +12,13 @@ from flask import Blueprint, Response, jsonify, request
 from services.api_errors import ApiError, use_shape, validated
 from services.ingest import middleware_config
 from services.ingest.intake import app_for_key, enqueue, receiving
+from services.openapi import documented
 from services.request_body import read_json
 from services.web import settings
 from shared.enums import EventKind
 from shared.errors import simple_error
-from shared.schemas.api_calls import validate_moesif_event, validate_moesif_events
+from shared.schemas.accepted import GovernanceRuleSchema, MoesifAcceptedSchema, MoesifConfigSchema
+from shared.schemas.api_calls import MoesifEventSchema, validate_moesif_event, validate_moesif_events
 
 bp = Blueprint("moesif_events", __name__)
 use_shape(bp, simple_error)
@@ -30,8 +32,20 @@ def authenticate() -> int:
     return app_id
 
 
+_ACCEPTED = {200: ("Queued: the batch id and how many events it holds.", MoesifAcceptedSchema)}
+_ERRORS = (400, 401, 413, 415, 503)
+_SECURITY = [{"moesifApplicationId": []}]
+
+
 @bp.post("/moesifapi/events")
 @bp.post("/v1/events")
+@documented(
+    "Add one API call event (Moesif)",
+    body=MoesifEventSchema,
+    answers=_ACCEPTED,
+    errors=_ERRORS,
+    security=_SECURITY,
+)
 @receiving
 def post_event():
     app_id = authenticate()
@@ -41,6 +55,14 @@ def post_event():
 
 @bp.post("/moesifapi/events/batch")
 @bp.post("/v1/events/batch")
+@documented(
+    "Add a batch of API call events (Moesif)",
+    description="At most SLUICE_MOESIF_MAX_BODY_BYTES (250 kB) of JSON, after inflating a gzip body.",
+    body=MoesifEventSchema(many=True),
+    answers=_ACCEPTED,
+    errors=_ERRORS,
+    security=_SECURITY,
+)
 @receiving
 def post_batch():
     app_id = authenticate()
@@ -52,6 +74,14 @@ def post_batch():
 
 @bp.get("/moesifapi/v1/config")
 @bp.get("/v1/config")
+@documented(
+    "The app config Moesif's middlewares read (sample everything), tagged X-Moesif-Config-ETag",
+    answers={
+        200: ("The config; the same X-Moesif-Config-ETag comes on every events answer.", MoesifConfigSchema)
+    },
+    errors=(401, 503),
+    security=_SECURITY,
+)
 def get_config():
     authenticate()
     return tagged(middleware_config.CONFIG_JSON)
@@ -59,6 +89,12 @@ def get_config():
 
 @bp.get("/moesifapi/v1/rules")
 @bp.get("/v1/rules")
+@documented(
+    "Governance rules for Moesif's middlewares: none",
+    answers={200: ("An empty list of rules, tagged X-Moesif-Rules-Tag.", GovernanceRuleSchema(many=True))},
+    errors=(401, 503),
+    security=_SECURITY,
+)
 def get_rules():
     authenticate()
     return tagged(middleware_config.RULES_JSON)

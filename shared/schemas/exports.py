@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from shared.enums import ExportStatus
+from shared.schemas.storable import StoredText
 
 # The entities we export, and the table each one comes from.
 ENTITY_TYPES = ("Event", "ApiCall")
@@ -25,9 +26,13 @@ class _Request(Schema):
     class Meta:
         unknown = EXCLUDE  # Mews clients send more (LanguageCode, EnterpriseIds...); they change nothing here
 
-    ClientToken = fields.String(required=True, validate=validate.Length(min=1, max=1024))
-    AccessToken = fields.String(required=True, validate=validate.Length(min=1, max=1024))
-    Client = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    ClientToken = StoredText(required=True, validate=validate.Length(min=1, max=1024))
+    AccessToken = StoredText(
+        required=True,
+        validate=validate.Length(min=1, max=1024),
+        metadata={"description": "the credential: one of the app's API keys"},
+    )
+    Client = StoredText(required=True, validate=validate.Length(min=1, max=1024))
 
 
 class ExportAddSchema(_Request):
@@ -91,3 +96,34 @@ def export_body(
         "ExpiresUtc": utc_text(expires_at),
         "Progress": {"Rows": rows_written},
     }
+
+
+# --- answers, for the OpenAPI document ------------------------------------------------------------
+
+
+class ExportFileSchema(Schema):
+    Url = fields.Url(required=True, metadata={"description": "presigned link to a JSON Lines file"})
+    SizeInBytes = fields.Integer(required=True)
+
+
+class ExportProgressSchema(Schema):
+    Rows = fields.Integer(required=True, metadata={"description": "entities written so far (ours)"})
+
+
+class ExportSchema(Schema):
+    """What export_body() answers."""
+
+    Id = fields.UUID(required=True)
+    Status = fields.Enum(ExportStatus, by_value=True, required=True)
+    EntityType = fields.String(required=True, validate=validate.OneOf(ENTITY_TYPES))
+    Files = fields.List(fields.Nested(ExportFileSchema), required=True)
+    ExpiresUtc = fields.DateTime(required=True, allow_none=True)
+    Progress = fields.Nested(ExportProgressSchema, required=True)
+
+
+class ExportAddedSchema(Schema):
+    Export = fields.Nested(ExportSchema, required=True)
+
+
+class ExportsSchema(Schema):
+    Exports = fields.List(fields.Nested(ExportSchema), required=True)

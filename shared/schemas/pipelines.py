@@ -8,11 +8,13 @@ shapes and the state machine; it knows nothing of HTTP or of the database.
 import base64
 import binascii
 import json
+import math
 import re
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from shared.enums import PipelineState
+from shared.schemas.storable import StoredText, StoredUrl
 
 # Our event streams, by the table that stores them.
 MODULES = ("events", "api_calls")
@@ -32,33 +34,52 @@ class Duration(fields.Field):
     _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-            return float(value)
-        match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", value) if isinstance(value, str) else None
-        if match is None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = self._finite(value)
+        else:
+            match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", value) if isinstance(value, str) else None
+            if match is None:
+                raise self.make_error("invalid")
+            seconds = self._finite(match[1]) * self._UNITS[match[2]]
+        if not 0 <= seconds < math.inf:
             raise self.make_error("invalid")
-        return float(match[1]) * self._UNITS[match[2]]
+        return seconds
+
+    def _finite(self, number) -> float:
+        try:  # a 400-digit integer does not fit a float
+            return float(number)
+        except OverflowError:
+            raise self.make_error("invalid") from None
 
     def _serialize(self, value, attr, obj, **kwargs):
         return value
 
 
+_DURATION_DOC = {
+    "description": 'a duration ("500ms", "2s", "1m", "1h") or a number of seconds',
+    "oneOf": [
+        {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$"},
+        {"type": "number", "minimum": 0},
+    ],
+}
+
+
 class BatchingSchema(_Strict):
     maxItems = fields.Integer(strict=True, validate=validate.Range(min=1, max=10_000), load_default=None)
-    flushInterval = Duration(load_default=0.0, validate=validate.Range(max=3600))
+    flushInterval = Duration(load_default=0.0, validate=validate.Range(max=3600), metadata=_DURATION_DOC)
 
 
 class HttpConfigSchema(_Strict):
-    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    url = StoredUrl(required=True, schemes={"http", "https"}, require_tld=False)
     headers = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1)), values=fields.String(), load_default=dict
+        keys=StoredText(validate=validate.Length(min=1)), values=StoredText(), load_default=dict
     )
     batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))
 
 
 class S3ConfigSchema(_Strict):
     bucket = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"))
-    prefix = fields.String(load_default="", validate=validate.Length(max=512))
+    prefix = StoredText(load_default="", validate=validate.Length(max=512))
     batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))
 
 
@@ -78,7 +99,13 @@ DRIVER_CONFIGS = {
 
 class ConnectorConfigurationSchema(_Strict):
     driver = fields.String(required=True, validate=validate.OneOf(sorted(DRIVER_CONFIGS)))
-    config = fields.Dict(required=True)
+    config = fields.Dict(
+        required=True,
+        metadata={
+            "description": "the driver's options: http {url, headers, batching}, s3 {bucket, prefix, "
+            "batching}, stdout and noop {batching}; batching is {maxItems, flushInterval}"
+        },
+    )
 
     @validates_schema
     def _config_fits_driver(self, data, **kwargs):
@@ -191,3 +218,81 @@ def page(rows: list[dict], page_size: int, has_more: bool, previous: str, next_:
             "data": rows,
         }
     }
+
+
+# --- answers and query parameters, for the OpenAPI document ---------------------------------------
+
+
+class ActingAppSchema(Schema):
+    app_id = fields.String(
+        validate=validate.Regexp(r"^[0-9]{1,18}$"),
+        metadata={"description": "with a session key: the app to act for (or the X-Sluice-App header)"},
+    )
+
+
+class PageQuerySchema(ActingAppSchema):
+    pageSize = fields.Integer(
+        validate=validate.Range(min=1, max=PAGE_SIZE_MAX),
+        metadata={"description": f"rows per page (default {PAGE_SIZE_DEFAULT}, or the cursor's)"},
+    )
+    cursor = fields.String(metadata={"description": "a page's previous or next token"})
+
+
+class ConnectorSchema(Schema):
+    id = fields.UUID(required=True)
+    driver = fields.String(required=True, validate=validate.OneOf(sorted(DRIVER_CONFIGS)))
+    config = fields.Dict(required=True, metadata={"description": "as the driver loaded it, defaults filled"})
+    createdAt = fields.DateTime(required=True)
+
+
+class ConnectorAnswerSchema(Schema):
+    data = fields.Nested(ConnectorSchema, required=True)
+
+
+class StateSchema(Schema):
+    label = fields.Enum(PipelineState, required=True)
+    cursor = fields.String(metadata={"description": "the saved position; empty before any delivery"})
+    previousState = fields.Nested(lambda: StateSchema())
+
+
+class PipelineErrorSchema(Schema):
+    message = fields.String(required=True)
+    at = fields.DateTime(required=True)
+    failures = fields.Integer(required=True)
+
+
+class PipelineSchema(Schema):
+    id = fields.UUID(required=True)
+    module = fields.String(required=True, validate=validate.OneOf(MODULES))
+    connectorID = fields.UUID(required=True)
+    state = fields.Nested(StateSchema, required=True)
+    createdAt = fields.DateTime(required=True)
+    delivered = fields.Integer(required=True, metadata={"description": "events delivered (ours)"})
+    lastError = fields.Nested(PipelineErrorSchema, required=True, allow_none=True)
+
+
+class PipelineAnswerSchema(Schema):
+    data = fields.Nested(PipelineSchema, required=True)
+
+
+class _Cursor(Schema):
+    pageSize = fields.Integer(required=True)
+    hasMore = fields.Boolean(required=True)
+    previous = fields.String(required=True)
+    next = fields.String(required=True)
+
+
+class ConnectorCursorSchema(_Cursor):
+    data = fields.List(fields.Nested(ConnectorSchema), required=True)
+
+
+class PipelineCursorSchema(_Cursor):
+    data = fields.List(fields.Nested(PipelineSchema), required=True)
+
+
+class ConnectorPageSchema(Schema):
+    cursor = fields.Nested(ConnectorCursorSchema, required=True)
+
+
+class PipelinePageSchema(Schema):
+    cursor = fields.Nested(PipelineCursorSchema, required=True)

@@ -3,9 +3,10 @@
 import uuid
 from datetime import UTC, datetime
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from shared.enums import ReportStatus
+from shared.schemas.storable import BIGINT_MAX, StoredText
 
 # Our job states (render_jobs.status) in the words of the Barchart document.
 REPORT_STATUS = {
@@ -24,29 +25,44 @@ REPORT_COLUMNS = ("customer", "product", "type", "timestamp", "context", "batch"
 
 
 class EpochMillis(fields.Field):
-    """Epoch milliseconds as a JSON number or a numeric string ("1571029200000")."""
+    """Epoch milliseconds as a JSON number or a numeric string ("1571029200000"), within bigint."""
 
-    default_error_messages = {"invalid": "Not epoch milliseconds (a whole number or a numeric string)."}
+    default_error_messages = {
+        "invalid": "Not epoch milliseconds (a whole number or a numeric string).",
+        "range": f"Must be between 0 and {BIGINT_MAX}.",
+    }
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):
             raise self.make_error("invalid")
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             value = int(value.strip())
-        if not isinstance(value, int) or value < 0:
+        if not isinstance(value, int):
             raise self.make_error("invalid")
+        if not 0 <= value <= BIGINT_MAX:
+            raise self.make_error("range")
         return value
 
 
-class FilterSchema(Schema):
-    """Every part is optional: an absent part does not narrow the report. end is exclusive."""
+_EPOCH_MILLIS_DOC = {
+    "description": "epoch milliseconds, a number or a numeric string",
+    "oneOf": [
+        {"type": "integer", "format": "int64", "minimum": 0, "maximum": BIGINT_MAX},
+        {"type": "string", "pattern": "^[0-9]{1,19}$"},
+    ],
+}
 
-    customer = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=256))
-    product = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=256))
-    start = EpochMillis(load_default=None, allow_none=True)
-    end = EpochMillis(load_default=None, allow_none=True)
+
+class FilterSchema(Schema):
+    """customer and product are required (Barchart's OpenAPI 1.3.0); start and end are optional.
+    start is inclusive, end exclusive."""
+
+    customer = StoredText(required=True, validate=validate.Length(min=1, max=256))
+    product = StoredText(required=True, validate=validate.Length(min=1, max=256))
+    start = EpochMillis(load_default=None, allow_none=True, metadata=_EPOCH_MILLIS_DOC)
+    end = EpochMillis(load_default=None, allow_none=True, metadata=_EPOCH_MILLIS_DOC)
 
     @validates_schema
     def start_before_end(self, data, **kwargs):
@@ -55,7 +71,12 @@ class FilterSchema(Schema):
 
 
 class ReportRequestSchema(Schema):
-    filter = fields.Nested(FilterSchema, load_default=lambda: FilterSchema().load({}))
+    filter = fields.Nested(FilterSchema, required=True)
+
+    @pre_load
+    def absent_filter_names_its_parts(self, data, **kwargs):
+        # Without a filter the answer names what is missing in it: filter.customer.
+        return {"filter": {}, **data} if isinstance(data, dict) else data
 
 
 report_request_schema = ReportRequestSchema()
@@ -64,7 +85,7 @@ report_request_schema = ReportRequestSchema()
 def load_report_request(body) -> dict:
     """The normalised filter of a POST /reports body; raises ValidationError naming the field."""
     if not isinstance(body, dict):
-        raise ValidationError({"body": ['Expected a JSON object with an optional "filter".']})
+        raise ValidationError({"body": ['Expected a JSON object {"filter": {customer, product...}}.']})
     return report_request_schema.load(body)["filter"]
 
 
@@ -89,3 +110,39 @@ def job_body(job_id: str, status: str, report_filter: dict, created_at: datetime
         "timing": {"day": created.strftime("%Y-%m-%d"), "start": int(created.timestamp() * 1000)},
         "progress": {"rows": rows_written},
     }
+
+
+# --- answers, for the OpenAPI document ------------------------------------------------------------
+
+
+class JobFilterSchema(Schema):
+    """The filter as the job keeps it: the parts that were given, start and end as numbers."""
+
+    customer = fields.String()
+    product = fields.String()
+    start = fields.Integer(metadata={"format": "int64"})
+    end = fields.Integer(metadata={"format": "int64"})
+
+
+class JobTimingSchema(Schema):
+    day = fields.String(required=True, metadata={"description": "UTC day the job was created, YYYY-MM-DD"})
+    start = fields.Integer(required=True, metadata={"description": "epoch ms the job was created"})
+
+
+class JobProgressSchema(Schema):
+    rows = fields.Integer(required=True, metadata={"description": "rows written so far (ours)"})
+
+
+class JobSchema(Schema):
+    """What job_body() answers."""
+
+    job = fields.UUID(required=True)
+    source = fields.String(required=True, metadata={"description": "JOB-<uuid>: names the report"})
+    status = fields.Enum(ReportStatus, required=True)
+    filter = fields.Nested(JobFilterSchema, required=True)
+    timing = fields.Nested(JobTimingSchema, required=True)
+    progress = fields.Nested(JobProgressSchema, required=True)
+
+
+class ReportLinkSchema(Schema):
+    link = fields.Url(required=True, metadata={"description": "presigned link to the CSV file"})

@@ -13,7 +13,7 @@ import requests
 
 from devtools import devstack
 from services import tenancy
-from tests.factories import insert_many_events, make_tenant
+from tests.factories import REPORT_REQUEST, insert_many_events, make_tenant
 from tests.helpers import query, wait_for
 
 T0 = 1_700_000_000_000
@@ -136,9 +136,12 @@ def test_a_worker_killed_mid_render_leaves_the_job_to_another_worker(stack, serv
     }
     control, doomed = services.control(), services.worker("doomed", **fast)
     services.beat(SLUICE_JOB_SWEEP_SECONDS="0.5", **fast)
-    source = requests.post(control.url + "/reports", json={}, auth=(str(app_id), key), timeout=10).json()[
-        "source"
-    ]
+    source = requests.post(
+        control.url + "/reports",
+        json=REPORT_REQUEST,
+        auth=(str(app_id), key),
+        timeout=10,
+    ).json()["source"]
     job_id = source[4:]
 
     def job(columns="status"):
@@ -184,7 +187,9 @@ def test_one_apps_backlog_does_not_hold_back_another_apps_report(stack, services
     insert_many_events(db, other[0], 10)
 
     def start(tenant) -> str:
-        resp = requests.post(control.url + "/reports", json={}, auth=(str(tenant[0]), tenant[1]), timeout=10)
+        resp = requests.post(
+            control.url + "/reports", json=REPORT_REQUEST, auth=(str(tenant[0]), tenant[1]), timeout=10
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()["job"]
 
@@ -215,7 +220,9 @@ def test_the_sweep_deletes_a_deleted_apps_files_and_stored_events(stack, service
     post_events(ingest, tenant, EVENTS)
     wait_stored(stack, tenant[0], len(EVENTS))
     auth = (str(tenant[0]), tenant[1])
-    source = requests.post(control.url + "/reports", json={}, auth=auth, timeout=10).json()["source"]
+    source = requests.post(control.url + "/reports", json=REPORT_REQUEST, auth=auth, timeout=10).json()[
+        "source"
+    ]
     wait_for(
         lambda: (
             requests.get(f"{control.url}/reports/{source}/availability", auth=auth, timeout=5).json()[

@@ -7,7 +7,7 @@ import pytest
 from services import tenancy
 from services.ingest.app import create_app as create_ingest
 from services.settings import IngestSettings
-from tests.factories import barchart_event, person
+from tests.factories import REPORT_REQUEST, barchart_event, person
 from tests.helpers import client_for, control_app, log_in, verify_link
 
 EVENT = barchart_event()
@@ -226,6 +226,7 @@ def test_login_answers_503_when_mail_cannot_be_sent_and_keeps_no_session(stack, 
     pat = person(db)
     resp = client.post("/api/1/login", json={"email": pat.email})
     assert resp.status_code == 503 and resp.json["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert int(resp.headers["Retry-After"]) > 0  # as every 503 the document lists
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM login_sessions WHERE user_id = %s", (pat.user_id,))
         assert cur.fetchone()[0] == 0
@@ -263,7 +264,7 @@ def test_a_key_guesser_is_refused_in_each_documents_own_error_shape(stack, outbo
     for i in range(2):
         guesser.get("/connectors", auth=(str(pat.app_id), f"sk_guess_{i}"))
     wrong = (str(pat.app_id), "sk_guess_again")
-    reports = guesser.post("/reports", json={"filter": {}}, auth=wrong)
+    reports = guesser.post("/reports", json=REPORT_REQUEST, auth=wrong)
     assert reports.status_code == 429 and int(reports.headers["Retry-After"]) > 0
     assert reports.json[0]["value"]["code"] == "TOO_MANY_REQUESTS"  # Barchart's shape
     pipelines = guesser.get("/pipelines", auth=wrong)
@@ -277,4 +278,4 @@ def test_a_key_guesser_is_refused_in_each_documents_own_error_shape(stack, outbo
     # The app's own key still works from that address, on every API.
     right = (str(pat.app_id), pat.api_key)
     assert guesser.get("/pipelines", auth=right).status_code == 200
-    assert guesser.post("/reports", json={"filter": {}}, auth=right).status_code == 200
+    assert guesser.post("/reports", json=REPORT_REQUEST, auth=right).status_code == 200

@@ -7,7 +7,7 @@ import pytest
 
 from services.control.app import create_app
 from services.settings import ControlSettings
-from tests.factories import make_tenant
+from tests.factories import REPORT_REQUEST, make_tenant
 from tests.helpers import query
 
 MEWS = {"ClientToken": "ct", "Client": "limits 1.0"}
@@ -36,17 +36,20 @@ def add_export(control, key, entity="Event"):
 
 def test_an_app_has_at_most_its_share_of_open_reports_and_exports(control, tenant, db, stack):
     auth = (str(tenant[0]), tenant[1])
-    assert [control.post("/reports", json={}, auth=auth).status_code for _ in range(2)] == [200, 200]
+    assert [control.post("/reports", json=REPORT_REQUEST, auth=auth).status_code for _ in range(2)] == [
+        200,
+        200,
+    ]
     assert add_export(control, tenant[1]).status_code == 200
 
-    report = control.post("/reports", json={}, auth=auth)
+    report = control.post("/reports", json=REPORT_REQUEST, auth=auth)
     assert report.status_code == 429 and int(report.headers["Retry-After"]) > 0
     assert report.json[0]["value"]["code"] == "TOO_MANY_JOBS"  # Barchart's shape
     export = add_export(control, tenant[1], "ApiCall")
     assert export.status_code == 429 and int(export.headers["Retry-After"]) > 0
     assert export.json["error"]["code"] == "TOO_MANY_JOBS"  # the shape Mews' endpoints answer in
     other = make_tenant(db)  # another app's share is its own
-    assert control.post("/reports", json={}, auth=(str(other[0]), other[1])).status_code == 200
+    assert control.post("/reports", json=REPORT_REQUEST, auth=(str(other[0]), other[1])).status_code == 200
 
     query(
         stack.database_url,
@@ -54,13 +57,19 @@ def test_an_app_has_at_most_its_share_of_open_reports_and_exports(control, tenan
         "AND kind = 'report' LIMIT 1) RETURNING id",
         (tenant[0],),
     )
-    assert control.post("/reports", json={}, auth=auth).status_code == 200  # a finished job frees a place
+    assert (
+        control.post("/reports", json=REPORT_REQUEST, auth=auth).status_code == 200
+    )  # a finished job frees a place
 
 
 def test_concurrent_requests_cannot_slip_past_the_limit(control, tenant, stack):
     auth = (str(tenant[0]), tenant[1])
     with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda _: control.post("/reports", json={}, auth=auth).status_code, range(12)))
+        codes = list(
+            pool.map(
+                lambda _: control.post("/reports", json=REPORT_REQUEST, auth=auth).status_code, range(12)
+            )
+        )
     assert sorted(codes) == [200] * 3 + [429] * 9
     assert query(stack.database_url, "SELECT count(*) FROM render_jobs WHERE app_id = %s", (tenant[0],)) == [
         (3,)

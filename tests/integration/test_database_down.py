@@ -19,7 +19,7 @@ def control(stack, names, provisioned):
 @pytest.mark.parametrize(
     "method, path, body, shape",
     [
-        ("post", "/reports", {"filter": {}}, "error"),
+        ("post", "/reports", {"filter": {"customer": "ACME", "product": "WEB"}}, "error"),
         ("get", "/pipelines", None, "errorCode"),
         ("get", "/connectors/abc", None, "errorCode"),
         (

@@ -60,6 +60,16 @@ def test_missing_or_wrong_credentials_get_401_in_barchart_shape(ingest, tenant, 
     assert resp.json[0]["value"]["code"] == "UNAUTHORIZED" and resp.json[0]["children"] == []
 
 
+@pytest.mark.parametrize("header", ["Basic !!!", "Basic /w==", "Basic", "Bearer sk_x", "Digest username=1"])
+def test_credentials_that_cannot_be_read_are_a_401_not_the_open_ingest_app(
+    stack, names, provisioned, tenant, header
+):
+    client = create_app(stack.settings(IngestSettings, **names, open_ingest_app=tenant[0])).test_client()
+    resp = client.post("/events", json=[EVENT], headers={"Authorization": header})
+    assert resp.status_code == 401 and resp.json[0]["value"]["code"] == "UNAUTHORIZED"
+    assert client.post("/events", json=[EVENT]).status_code == 200  # no credentials at all: the open app
+
+
 def test_bad_input_gets_400_naming_index_and_field(ingest, tenant):
     client, _ = ingest
     auth = (str(tenant[0]), tenant[1])

@@ -12,7 +12,7 @@ from services.ingest.app import create_app as create_ingest
 from services.migrations import migration_files, upgrade
 from services.settings import IngestSettings
 from shared.enums import KeyScope
-from tests.factories import MOESIF_CLIENT_CALL, barchart_event, person
+from tests.factories import MOESIF_CLIENT_CALL, REPORT_REQUEST, barchart_event, person
 from tests.helpers import client_for, control_app, log_in, query
 
 EVENT = barchart_event()
@@ -35,7 +35,7 @@ def test_an_ingest_key_posts_events_and_is_refused_by_the_control_api(apis, db, 
     moesif = ingest.post("/v1/events", json=MOESIF_CLIENT_CALL, headers={"X-Moesif-Application-Id": key})
     assert moesif.status_code == 200, moesif.json
 
-    reports = control.post("/reports", json={}, auth=basic)
+    reports = control.post("/reports", json=REPORT_REQUEST, auth=basic)
     assert reports.status_code == 401 and reports.headers["WWW-Authenticate"].startswith("Basic")
     assert reports.json[0]["value"]["code"] == "INSUFFICIENT_SCOPE"  # Barchart's shape
     exports = control.post(
@@ -52,7 +52,7 @@ def test_an_ingest_key_posts_events_and_is_refused_by_the_control_api(apis, db, 
     # The admin key does both.
     admin = (str(pat.app_id), pat.api_key)
     assert ingest.post("/events", json=[EVENT], auth=admin).status_code == 200
-    assert control.post("/reports", json={}, auth=admin).status_code == 200
+    assert control.post("/reports", json=REPORT_REQUEST, auth=admin).status_code == 200
     assert control.post("/connectors", json={"driver": "noop", "config": {}}, auth=admin).status_code == 201
 
 

@@ -107,6 +107,10 @@ def test_connector_is_created_read_listed_and_deleted_in_the_documents_shapes(ap
             {"driver": "http", "config": {"url": "http://x.io", "batching": {"flushInterval": "soon"}}},
             "config.batching.flushInterval",
         ),
+        (  # a 401-digit number of seconds: beyond any float
+            {"driver": "http", "config": {"url": "http://x.io", "batching": {"flushInterval": 10**400}}},
+            "config.batching.flushInterval",
+        ),
         ({"driver": "s3", "config": {"prefix": "a/"}}, "config.bucket"),
         ({"driver": "noop", "config": {"surprise": 1}}, "config.surprise"),
         ({"driver": "stdout"}, "config"),
@@ -216,8 +220,19 @@ def test_list_pages_follow_cursors_both_ways_and_stay_stable_as_rows_are_added(a
 
 
 @pytest.mark.parametrize(
-    "query", ["pageSize=0", "pageSize=1001", "pageSize=ten", "cursor=bm9wZQ", "cursor=%%%"]
+    "query",
+    [
+        "pageSize=0",
+        "pageSize=1001",
+        "pageSize=ten",
+        "cursor=bm9wZQ",
+        "cursor=%%%",
+        "cursor=eyJkIjoibiIsImsiOnRydWV9",  # {"d": "n", "k": true}
+        "cursor=eyJkIjoibiIsImsiOjEsIm4iOnRydWV9",  # a page size of true
+        "cursor=eyJkIjoicCIsImsiOjkyMjMzNzIwMzY4NTQ3NzU4MDh9",  # a position beyond bigint
+    ],
 )
 def test_bad_page_parameters_are_400(api, query):
-    resp = api.get(f"/pipelines?{query}")
-    assert resp.status_code == 400 and resp.json["errorCode"] == "VALIDATION"
+    for path in ("/connectors", "/pipelines"):
+        resp = api.get(f"{path}?{query}")
+        assert resp.status_code == 400 and resp.json["errorCode"] == "VALIDATION", (path, resp.json)

@@ -13,7 +13,7 @@ from services import aws
 from services.control.app import create_app
 from services.settings import ControlSettings, WorkerSettings
 from services.worker import render
-from tests.factories import insert_events, make_tenant
+from tests.factories import REPORT_EVENTS, insert_events, make_tenant
 from tests.helpers import query
 
 MEWS = {"ClientToken": "client-token-1", "Client": "Sample Client 1.0.0"}
@@ -32,6 +32,9 @@ def worker(stack, names, provisioned, db):
     settings = stack.settings(WorkerSettings, **names)
     s3 = aws.client(settings, "s3")
     return lambda job_id: render.run(settings, db, s3, job_id)
+
+
+ACME_WEB = {"customer": "ACME", "product": "WEB"}
 
 
 def basic(tenant):
@@ -73,19 +76,36 @@ def test_start_report_answers_the_job_with_its_filter_and_timing(control, tenant
     assert job["timing"]["day"] == before.strftime("%Y-%m-%d")
     assert abs(job["timing"]["start"] - before.timestamp() * 1000) < 60_000
     assert job["progress"] == {"rows": 0}
-    # No body at all, or no filter: a report of every event of the app.
-    assert control.post("/reports", **basic(tenant)).json["filter"] == {}
+
+
+def test_a_report_names_its_customer_and_product(control, tenant):
+    # Barchart's OpenAPI 1.3.0 requires both: without a body, a filter, or either part, a 400 names it.
+    for body, field in (
+        (None, "filter.customer"),
+        ({}, "filter.customer"),
+        ({"filter": {"product": "WEB"}}, "filter.customer"),
+        ({"filter": {"customer": "ACME"}}, "filter.product"),
+        ({"filter": {"customer": "ACME", "product": None}}, "filter.product"),
+    ):
+        resp = control.post("/reports", json=body, **basic(tenant))
+        assert resp.status_code == 400, body
+        assert resp.json[0]["value"]["code"] == "INVALID_FILTER"
+        assert resp.json[0]["value"]["message"].startswith(field + ":"), resp.json
 
 
 @pytest.mark.parametrize(
     "body, field",
     [
-        ({"filter": {"start": "yesterday"}}, "filter.start"),
-        ({"filter": {"end": -5}}, "filter.end"),
-        ({"filter": {"start": True}}, "filter.start"),
-        ({"filter": {"start": 10, "end": 5}}, "filter.end"),
-        ({"filter": {"customer": 7}}, "filter.customer"),
-        ({"filter": {"colour": "red"}}, "filter.colour"),
+        ({"filter": {**ACME_WEB, "start": "yesterday"}}, "filter.start"),
+        ({"filter": {**ACME_WEB, "end": -5}}, "filter.end"),
+        ({"filter": {**ACME_WEB, "start": True}}, "filter.start"),
+        ({"filter": {**ACME_WEB, "start": 10, "end": 5}}, "filter.end"),
+        ({"filter": {"customer": 7, "product": "WEB"}}, "filter.customer"),
+        ({"filter": {**ACME_WEB, "colour": "red"}}, "filter.colour"),
+        # Beyond Postgres bigint: a 400, not a job that fails when it is rendered.
+        ({"filter": {**ACME_WEB, "start": 2**63}}, "filter.start"),
+        ({"filter": {**ACME_WEB, "end": str(10**30)}}, "filter.end"),
+        ({"filter": {**ACME_WEB, "start": "²"}}, "filter.start"),
         ({"filter": "ACME"}, "filter"),
         (["not", "an", "object"], "body"),
     ],
@@ -104,8 +124,9 @@ def test_malformed_json_is_a_400(control, tenant):
 
 def test_a_report_is_downloadable_once_complete_and_again_later(control, worker, tenant, db):
     app_id, _ = tenant
-    insert_events(db, app_id)
-    source = control.post("/reports", json={"filter": {"customer": "ACME"}}, **basic(tenant)).json["source"]
+    # Every ACME event sold on the web, so the report holds all four.
+    insert_events(db, app_id, [(c, "WEB" if c == "ACME" else p, *rest) for c, p, *rest in REPORT_EVENTS])
+    source = control.post("/reports", json={"filter": ACME_WEB}, **basic(tenant)).json["source"]
 
     early = control.get(f"/reports/{source}", **basic(tenant))
     assert early.status_code == 409 and early.json[0]["value"]["code"] == "REPORT_NOT_READY"
@@ -123,7 +144,7 @@ def test_a_report_is_downloadable_once_complete_and_again_later(control, worker,
 
 
 def test_another_apps_report_is_as_unknown_as_a_missing_one(control, tenant, db):
-    source = control.post("/reports", json={}, **basic(tenant)).json["source"]
+    source = control.post("/reports", json={"filter": ACME_WEB}, **basic(tenant)).json["source"]
     other = make_tenant(db)
     missing = f"JOB-{uuid.uuid4()}"
     for path in ("/reports/{}", "/reports/{}/availability"):

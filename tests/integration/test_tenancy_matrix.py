@@ -14,16 +14,17 @@ from dataclasses import dataclass
 import pytest
 
 from services import tenancy
-from services.control import auth, sessions
+from services.control import auth
 from services.ingest.app import create_app as create_ingest
 from services.settings import IngestSettings
 from shared.enums import KeyScope
 from shared.schemas.pipelines import ACTIONS
 from tests.factories import Person, barchart_event, person
-from tests.helpers import client_for, control_app
+from tests.helpers import client_for, control_app, logged_in
 
 ELSEWHERE = {"REMOTE_ADDR": "10.200.0.1"}  # wrong keys here do not count against 127.0.0.1's limit
 EVENT = barchart_event()
+REPORT = {"filter": {"customer": "ACME", "product": "WEB"}}
 
 
 @dataclass
@@ -33,14 +34,6 @@ class Tenant:
     things: dict  # ids of what the tenant made through the APIs: source, export, connector, pipeline
     ingest_key_id: int
     ingest_key: str
-
-
-def logged_in(db, pat: Person) -> str:
-    """A verified session for `pat`, made through the login functions (the mail is tested elsewhere)."""
-    with db.connection() as conn:
-        login = sessions.start_login(conn, pat.email, 900)
-        assert sessions.verify(conn, login.verify_token, login.manual_code, 5, 3600) == sessions.VERIFIED
-    return login.session_key
 
 
 # (what is tried, service, method, path, credential, body, allowed answers)
@@ -220,7 +213,7 @@ CASES = [
         None,
         {401},
     ),
-    ("start a report for B with A's key", "control", "post", "/reports", "A.key-as-B", {"filter": {}}, {401}),
+    ("start a report for B with A's key", "control", "post", "/reports", "A.key-as-B", REPORT, {401}),
     # Mews exports: getAll answers only the caller's own exports.
     (
         "get B's export",
@@ -269,8 +262,8 @@ def world(stack, names, provisioned, outbox, db):
     ingest = create_ingest(stack.settings(IngestSettings, **names, key_cache_seconds=0)).test_client()
     control = client_for(control_app(stack, outbox, **names))
     return {
-        "A": Tenant(a, logged_in(db, a), make_things(control, a), *ingest_key(db, a)),
-        "B": Tenant(b, logged_in(db, b), make_things(control, b), *ingest_key(db, b)),
+        "A": Tenant(a, logged_in(db, a.email), make_things(control, a), *ingest_key(db, a)),
+        "B": Tenant(b, logged_in(db, b.email), make_things(control, b), *ingest_key(db, b)),
         "ingest": ingest,
         "control": control,
     }
@@ -284,7 +277,7 @@ def ingest_key(db, who: Person) -> tuple[int, str]:
 def make_things(control, who: Person) -> dict:
     """A report job, an export, a connector and a pipeline of `who`'s app, made through the APIs."""
     auth = (str(who.app_id), who.api_key)
-    source = control.post("/reports", json={"filter": {}}, auth=auth).json["source"]
+    source = control.post("/reports", json=REPORT, auth=auth).json["source"]
     export = control.post(
         "/api/connector/v1/exports/add", json={**mews_tokens(who.api_key), "EntityType": "Event"}
     ).json["Export"]["Id"]
