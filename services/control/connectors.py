@@ -2,6 +2,7 @@
 
 from flask import Blueprint, jsonify
 
+from services import egress
 from services.api_errors import ApiError, not_found, use_shape, validated
 from services.control import pipeline_rows
 from services.control.auth import caller_app
@@ -9,10 +10,12 @@ from services.control.cursor_pages import cursor_page
 from services.request_body import read_json
 from services.web import database, settings
 from shared.errors import FORMANCE_CODES, formance_error
-from shared.schemas.pipelines import load_connector
+from shared.schemas.pipelines import load_connector, s3_authority
 
 bp = Blueprint("connectors", __name__)
 use_shape(bp, formance_error, FORMANCE_CODES)
+
+LOOKUP_SECONDS = 2.0  # longest a create waits for the URL's host to resolve (the worker checks again)
 
 
 @bp.get("/connectors")
@@ -26,9 +29,23 @@ def list_connectors():
 def create_connector():
     app_id = caller_app()
     connector = validated(load_connector, read_json(settings().max_body_bytes), "VALIDATION")
+    _check_destination(connector["driver"], connector["config"])
     with database().connection() as conn:
         row = pipeline_rows.create_connector(conn, app_id, connector["driver"], connector["config"])
     return jsonify(data=pipeline_rows.connector_view(row)), 201
+
+
+def _check_destination(driver: str, config: dict) -> None:
+    """400 for a destination connectors may not reach (services/egress.py)."""
+    refused = None
+    if driver == "http":
+        reason = egress.url_refusal(egress.policy(settings()), config["url"], LOOKUP_SECONDS)
+        refused = reason and f"config.url: {reason}"
+    elif driver == "s3":
+        reason = egress.bucket_refusal(settings(), config["bucket"], s3_authority(config))
+        refused = reason and f"config.bucket: {reason}"
+    if refused:
+        raise ApiError(400, "VALIDATION", refused)
 
 
 @bp.get("/connectors/<connector_id>")
