@@ -6,6 +6,7 @@ because these tests allow loopback (SLUICE_CONNECTOR_ALLOWED_NETWORKS), as `make
 """
 
 import json
+import re
 import socket
 import threading
 import uuid
@@ -13,7 +14,6 @@ from concurrent.futures import wait
 
 import psycopg2
 import pytest
-import requests
 
 from services import aws, tenancy
 from services.control import pipeline_rows
@@ -24,7 +24,7 @@ from services.worker.drivers.http import NO_ANSWER
 from services.worker.event_writer import write_envelopes
 from services.worker.runner import Runner
 from tests.helpers import wait_for
-from tests.receiver import Receiver
+from tests.receiver import AwsRecorder, Receiver
 
 LOOPBACK = {"connector_allowed_networks": "127.0.0.0/8"}
 
@@ -588,10 +588,6 @@ def moto(stack):
                 for line in self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
             ]
 
-        def assumed_roles(self, session: str) -> list[dict]:
-            data = requests.get(f"{stack.aws_endpoint_url}/moto-api/data.json", timeout=10).json()
-            return [r for r in data["sts"]["AssumedRole"] if r["session_name"] == session]
-
     return Moto()
 
 
@@ -612,17 +608,27 @@ def test_an_s3_connector_writes_with_the_tenants_access_key_pair(db, tenant, con
 
 
 def test_an_s3_connector_writes_as_the_tenants_role_assumed_with_the_apps_external_id(
-    db, tenant, control, moto, make_runner
+    stack, db, tenant, control, moto, make_runner
 ):
     bucket = moto.bucket()
-    role = f"sluice-writer-{uuid.uuid4().hex[:8]}"
-    arn = moto.iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    arn = moto.iam.create_role(RoleName=f"writer-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")[
+        "Role"
+    ]["Arn"]
     store_events(db, tenant[0], 6)
-    pid = control.pipeline_to("s3", {"bucket": bucket, "roleArn": arn, "batching": {"maxItems": 2}})
-    run_until(make_runner(), lambda: len(moto.lines(bucket, "")) == 6, "objects in S3")
-    [assumed] = moto.assumed_roles(f"sluice-{pid}")  # once: the credentials are kept for three batches
-    assert assumed["role_arn"] == arn and assumed["external_id"] == f"sluice-app-{tenant[0]}"
-    assert moto.iam.get_role(RoleName=role)["Role"]["RoleLastUsed"]["LastUsedDate"]  # its credentials wrote
+    control.pipeline_to("s3", {"bucket": bucket, "roleArn": arn, "batching": {"maxItems": 2}})
+    aws_calls = AwsRecorder(stack.aws_endpoint_url)
+    try:
+        runner = make_runner(aws_endpoint_url=aws_calls.url)
+        run_until(runner, lambda: len(moto.lines(bucket, "")) == 6, "objects in S3")
+    finally:
+        aws_calls.close()
+    # Once for three batches: the assumed credentials are kept.
+    [assume] = [c for c in aws_calls.calls if c["action"] == "AssumeRole"]
+    assert assume["params"]["RoleArn"] == arn and assume["params"]["ExternalId"] == f"sluice-app-{tenant[0]}"
+    assert assume["key"] == "testing"  # the service's own principal asks
+    role_key = re.search(r"<AccessKeyId>(.+?)</AccessKeyId>", assume["answer"])[1]
+    writes = [c for c in aws_calls.calls if c["action"].startswith(f"PUT /{bucket}/")]
+    assert len(writes) == 3 and {c["key"] for c in writes} == {role_key}  # the role's credentials wrote
 
 
 def test_the_services_credentials_write_only_to_allowed_buckets_under_the_apps_own_root(
