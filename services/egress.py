@@ -58,10 +58,6 @@ class Policy:
     allowed: tuple[Network, ...]
     service: tuple[tuple[str, int], ...]  # (host, port) of the service's own endpoints
 
-    @property
-    def service_ports(self) -> frozenset[int]:
-        return frozenset(port for _, port in self.service)
-
 
 def parse_networks(text: str) -> tuple[Network, ...]:
     """'10.1.0.0/16, ::1/128' -> networks; ValueError names a malformed one."""
