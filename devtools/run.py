@@ -151,6 +151,12 @@ def run() -> None:
             "ingest_port": os.environ.get("SLUICE_INGEST_PORT", "8000"),
             "control_port": os.environ.get("SLUICE_CONTROL_PORT", "8001"),
         }
+        # Loopback is open to connectors here (deploy/dev.env); these ports of ours stay closed to them.
+        metrics_port = os.environ.get("SLUICE_WORKER_METRICS_PORT", "9540")
+        os.environ.setdefault(
+            "SLUICE_SERVICE_ENDPOINTS",
+            f"{env['host']}:{env['ingest_port']},{env['host']}:{env['control_port']},localhost:{metrics_port}",
+        )
         for _name, cmd in _services(env):
             procs.append(subprocess.Popen(cmd, start_new_session=True))
         for name, port in (("ingest", int(env["ingest_port"])), ("control", int(env["control_port"]))):

@@ -1,6 +1,7 @@
 """boto3 clients and the queue/bucket layout, pointed at real AWS or at moto by settings alone."""
 
 import json
+import threading
 
 import boto3
 from botocore.config import Config
@@ -9,16 +10,24 @@ from botocore.config import Config
 # per-entry failures that SendMessageBatch reports inside a 200.
 _CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=32)
 DLQ_MAX_RECEIVES = 5
+# boto3's default session is not safe to build clients from in several threads at once.
+_BUILDING = threading.Lock()
 
 
-def client(settings, service: str, **config):
-    """A boto3 client; keyword arguments override botocore Config options (timeouts, retries)."""
-    return boto3.client(
-        service,
-        region_name=settings.aws_region,
-        endpoint_url=settings.aws_endpoint_url,
-        config=_CONFIG.merge(Config(**config)) if config else _CONFIG,
-    )
+def client(settings, service: str, credentials: dict | None = None, **config):
+    """A boto3 client; keyword arguments override botocore Config options (timeouts, retries).
+
+    `credentials` (aws_access_key_id, aws_secret_access_key, aws_session_token) replace the
+    service's own, for a tenant's connector.
+    """
+    with _BUILDING:
+        return boto3.client(
+            service,
+            region_name=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            config=_CONFIG.merge(Config(**config)) if config else _CONFIG,
+            **(credentials or {}),
+        )
 
 
 def queue_url(sqs, name: str) -> str:

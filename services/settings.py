@@ -8,6 +8,8 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 from typing import get_args
 
+from services import egress
+
 
 class SettingsError(RuntimeError):
     pass
@@ -112,6 +114,32 @@ class TaskSettings(CommonSettings):
 
     redis_url: str = env("SLUICE_REDIS_URL", doc="Redis URL: Celery broker")
     link_expiry_seconds: int = env("SLUICE_LINK_EXPIRY_SECONDS", 900, "presigned link lifetime")
+    # where connectors may deliver (services/egress.py, docs/pipelines.md): the control API checks
+    # at creation, the worker at every connection
+    connector_allowed_networks: str = env(
+        "SLUICE_CONNECTOR_ALLOWED_NETWORKS",
+        "",
+        "CIDRs http connectors may reach although not public (an on-premises receiver); make run: loopback",
+    )
+    service_endpoints: str = env(
+        "SLUICE_SERVICE_ENDPOINTS",
+        "localhost:8000,localhost:8001,localhost:9540",
+        "host:port of this deployment's APIs and worker metrics: never a connector's destination",
+    )
+    connector_s3_service_buckets: str = env(
+        "SLUICE_CONNECTOR_S3_SERVICE_BUCKETS",
+        "",
+        "buckets s3 connectors without credentials of their own may write to with the service's",
+    )
+
+    def __post_init__(self):
+        try:
+            egress.parse_networks(self.connector_allowed_networks)
+            egress.parse_endpoints(self.service_endpoints)
+        except ValueError as exc:
+            raise SettingsError(
+                f"SLUICE_CONNECTOR_ALLOWED_NETWORKS / SLUICE_SERVICE_ENDPOINTS: {exc}"
+            ) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,6 +239,9 @@ class WorkerSettings(TaskSettings):
     )
     # pipeline delivery
     pipeline_threads: int = env("SLUICE_PIPELINE_THREADS", 1, "pipeline runner threads per worker process")
+    pipeline_senders: int = env(
+        "SLUICE_PIPELINE_SENDERS", 8, "deliveries one runner has in flight at once; one app gets half at most"
+    )
     pipeline_batch_size: int = env("SLUICE_PIPELINE_BATCH_SIZE", 500, "most events in one delivery")
     pipeline_lease_seconds: float = env(
         "SLUICE_PIPELINE_LEASE_SECONDS",
@@ -223,9 +254,19 @@ class WorkerSettings(TaskSettings):
     pipeline_retry_max_seconds: float = env(
         "SLUICE_PIPELINE_RETRY_MAX_SECONDS", 300.0, "longest backoff between failed deliveries"
     )
-    pipeline_http_timeout_seconds: float = env(
-        "SLUICE_PIPELINE_HTTP_TIMEOUT_SECONDS", 10.0, "http connector request timeout"
+    pipeline_deadline_seconds: float = env(
+        "SLUICE_PIPELINE_DEADLINE_SECONDS",
+        10.0,
+        "one delivery's whole time: lookup, connect, send, the answer; at most half the lease",
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        # A delivery must end while its lease is certainly still held: see services/worker/runner.py.
+        if self.pipeline_deadline_seconds * 2 > self.pipeline_lease_seconds:
+            raise SettingsError(
+                "SLUICE_PIPELINE_DEADLINE_SECONDS must be at most half of SLUICE_PIPELINE_LEASE_SECONDS"
+            )
 
 
 # Variables read by the launchers (gunicorn config, `make run`), not by the applications.

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify
 
-from services import quotas
+from services import egress, quotas
 from services.api_errors import ApiError, not_found, over_limit, use_shape, validated
 from services.control import pipeline_rows
 from services.control.auth import CALLER_HEADERS, CALLER_SECURITY, caller_app
@@ -18,10 +18,13 @@ from shared.schemas.pipelines import (
     ConnectorPageSchema,
     PageQuerySchema,
     load_connector,
+    s3_authority,
 )
 
 bp = Blueprint("connectors", __name__)
 use_shape(bp, formance_error, FORMANCE_CODES)
+
+LOOKUP_SECONDS = 2.0  # longest a create waits for the URL's host to resolve (the worker checks again)
 
 
 _ERRORS = (401, 429, 503)
@@ -60,12 +63,26 @@ def list_connectors():
 def create_connector():
     app_id = caller_app()
     connector = validated(load_connector, read_json(settings().max_body_bytes), "VALIDATION")
+    _check_destination(connector["driver"], connector["config"])
     with database().connection() as conn:
         limit = settings().connectors_per_app
         if quotas.at_limit(conn, app_id, quotas.CONNECTORS, limit):
             raise over_limit(limit, "connectors")
         row = pipeline_rows.create_connector(conn, app_id, connector["driver"], connector["config"])
     return jsonify(data=pipeline_rows.connector_view(row)), 201
+
+
+def _check_destination(driver: str, config: dict) -> None:
+    """400 for a destination connectors may not reach (services/egress.py)."""
+    refused = None
+    if driver == "http":
+        reason = egress.url_refusal(egress.policy(settings()), config["url"], LOOKUP_SECONDS)
+        refused = reason and f"config.url: {reason}"
+    elif driver == "s3":
+        reason = egress.bucket_refusal(settings(), config["bucket"], s3_authority(config))
+        refused = reason and f"config.bucket: {reason}"
+    if refused:
+        raise ApiError(400, "VALIDATION", refused)
 
 
 @bp.get("/connectors/<connectorID>")

@@ -9,7 +9,7 @@ from datetime import UTC
 from psycopg2.extras import Json
 
 from shared.channels import PIPELINES_CHANNEL
-from shared.schemas.pipelines import encode_token, initial_state, state_view, transition
+from shared.schemas.pipelines import config_view, encode_token, initial_state, state_view, transition
 
 
 def parse_id(raw: str) -> str | None:
@@ -40,10 +40,11 @@ def iso_utc(ts) -> str:
 
 
 def connector_view(row: dict) -> dict:
+    """A connector as every read shows it: its secrets redacted."""
     return {
         "id": str(row["id"]),
         "driver": row["driver"],
-        "config": row["config"],
+        "config": config_view(row["driver"], row["config"], row["app_id"]),
         "createdAt": iso_utc(row["created_at"]),
     }
 

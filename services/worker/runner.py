@@ -2,9 +2,22 @@
 
 Like the SQS drain, they are hosted by a bootstep so that the worker stays the one process
 operators scale; the lease on each pipeline row, not the process layout, keeps one owner at a time.
-Each round a runner holds at most its fair share of the running pipelines and gives back the rest,
-so adding workers spreads delivery over them.
-A runner wakes on NOTIFY (rows stored, a pipeline started) and at least every poll interval.
+
+A runner is a coordinating thread and a pool of senders. Each round the coordinator records that
+the runner is alive, claims at most its fair share of the running pipelines (giving back the rest,
+so adding workers spreads delivery over them), and hands each pipeline it holds, unless one of its
+senders already has it, to a sender, which delivers it for a slice of time. The coordinator never
+waits for a send: a destination that hangs holds one sender until the delivery's deadline while
+the other senders go on with everyone else's pipelines, and the heartbeat and leases stay fresh.
+One app gets at most half the senders, so a tenant with several slow destinations cannot take
+them all.
+
+A runner wakes on NOTIFY (rows stored, a pipeline started), when a sender stops with more to do,
+and at least every poll interval.
+
+One runner per pipeline: before each send the sender renews the lease and checks it still holds it
+(delivery.renew); the send's deadline counts from before that renewal and is at most half the
+lease (WorkerSettings), so no batch is on its way once the lease could have gone to another.
 """
 
 import logging
@@ -14,11 +27,13 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import psycopg2
 from prometheus_client import Counter
 
+from services.database import Database
 from services.worker import delivery, drivers
 from shared.channels import PIPELINES_CHANNEL, STORED_CHANNEL
 
@@ -28,26 +43,37 @@ FAILED = Counter("sluice_pipeline_delivery_failures", "failed pipeline deliverie
 
 CHANNELS = (STORED_CHANNEL, PIPELINES_CHANNEL)
 CLAIM_LIMIT = 100
-SLICE_SECONDS = 5.0  # one pipeline's turn, so a long backfill does not starve the others
+SLICE_SECONDS = 5.0  # one pipeline's turn on a sender, so a long backfill does not starve the others
 
 
 class Runner:
     def __init__(self, settings, name: str = "runner"):
         self.settings = settings
-        self._conn = None  # one thread, one connection: kept open across batches
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:8]}"
-        self._drivers: dict[tuple[str, int], drivers.Driver] = {}
+        self._conn = None  # the coordinator's connection, kept open across rounds
         self._listener = None
+        self._db = Database(settings.database_url, maxconn=settings.pipeline_senders)  # the senders'
+        self._senders = ThreadPoolExecutor(settings.pipeline_senders, thread_name_prefix=f"sluice-{name}")
+        self._per_app = max(1, settings.pipeline_senders // 2)
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}  # pipeline id -> its app, while a sender has it
+        # ("pipeline", id) left for later as busy, ("app", id) held at its limit: look again when
+        # a sender ends with one of them, as what woke us may have been for it.
+        self._passed_over: set[tuple[str, object]] = set()
+        self._turns: dict[str, float] = {}  # pipeline id -> when a sender last took it
+        self._drivers: dict[tuple[str, int], drivers.Driver] = {}
+        self._wake_r, self._wake_w = os.pipe()  # senders wake the coordinator through it
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until `stop` is set; back off while Postgres is away; release leases at the end."""
         delay = 0.0
         while not stop.is_set():
             try:
-                busy = self.tick(stop)
+                self.tick()
                 delay = 0.0
-                if not busy:
-                    self.wait(self.settings.pipeline_poll_seconds)
+                self.wait(self.settings.pipeline_poll_seconds)
             except Exception as exc:  # Postgres away, or a bug: keep the thread, slow down, say why
                 self._close_listener()
                 delay = min(30.0, max(0.5, delay * 2))
@@ -58,6 +84,7 @@ class Runner:
                     exc_info=not isinstance(exc, psycopg2.OperationalError),
                 )
                 stop.wait(delay)
+        self._senders.shutdown(wait=True)  # what is in flight ends by its deadline
         try:
             with self.transaction() as conn:
                 delivery.release(conn, self.owner)
@@ -66,68 +93,110 @@ class Runner:
         self.close()
 
     def close(self) -> None:
+        self._senders.shutdown(wait=True)
         self._close_listener()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._db.close()
+        if self._wake_r >= 0:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
 
-    def tick(self, stop: threading.Event | None = None) -> bool:
-        """One round over the pipelines this runner holds; True when some have more to send now."""
+    def tick(self) -> list[Future]:
+        """One round: claim this runner's share, hand each pipeline to a sender; the deliveries begun."""
         self._listen()  # before reading, so nothing stored after the read goes unnoticed
         lease = self.settings.pipeline_lease_seconds
+        with self._lock:
+            in_flight = list(self._in_flight)
         with self.transaction() as conn:
             delivery.mark_runner_alive(conn, self.owner, lease)
             share = min(CLAIM_LIMIT, delivery.fair_share(conn, lease))
             pipelines = delivery.claim(conn, self.owner, lease, share)
-            delivery.give_back(conn, self.owner, [p.id for p in pipelines])
-        busy = False
-        for pipeline in pipelines:
-            if stop is not None and stop.is_set():
-                break
-            busy |= self.deliver(pipeline)
-        return busy
+            delivery.give_back(conn, self.owner, [p.id for p in pipelines] + in_flight)
+        # The longest waiting first, so that those an app's limit held back go first next round.
+        self._turns = {p.id: self._turns.get(p.id, 0.0) for p in pipelines}
+        pipelines.sort(key=lambda p: self._turns[p.id])
+        begun = (self._hand_over(pipeline) for pipeline in pipelines)
+        return [future for future in begun if future is not None]
+
+    def _hand_over(self, pipeline: delivery.Pipeline) -> Future | None:
+        with self._lock:
+            app_senders = sum(1 for app in self._in_flight.values() if app == pipeline.app_id)
+            if pipeline.id in self._in_flight:
+                self._passed_over.add(("pipeline", pipeline.id))
+                return None
+            if app_senders >= self._per_app:
+                self._passed_over.add(("app", pipeline.app_id))
+                return None
+            self._in_flight[pipeline.id] = pipeline.app_id
+        self._turns[pipeline.id] = time.monotonic()
+        return self._senders.submit(self._send_slice, pipeline)
+
+    def _send_slice(self, pipeline: delivery.Pipeline) -> bool:
+        """A sender's turn with one pipeline; then the coordinator looks again if anything waits."""
+        more = False
+        try:
+            more = self.deliver(pipeline)
+        except Exception as exc:  # Postgres away, or a bug: the pipeline comes back next round
+            log.warning("pipeline %s: %r", pipeline.id, exc, exc_info=not isinstance(exc, psycopg2.Error))
+        finally:
+            with self._lock:
+                del self._in_flight[pipeline.id]
+                passed_over = {("pipeline", pipeline.id), ("app", pipeline.app_id)} & self._passed_over
+                self._passed_over -= passed_over
+            if more or passed_over:
+                self._wake()
+        return more
 
     def deliver(self, pipeline: delivery.Pipeline) -> bool:
-        """Send batches until caught up, failed, stopped or out of time; True if more is waiting."""
+        """Send batches until caught up, failed, no longer ours or out of time; True if more is waiting."""
         driver = self._driver(pipeline)
         limit = min(self.settings.pipeline_batch_size, driver.max_items or self.settings.pipeline_batch_size)
-        deadline = time.monotonic() + SLICE_SECONDS
-        while time.monotonic() < deadline:
-            with self.transaction() as conn:
-                batch = delivery.read_batch(conn, pipeline.module, pipeline.app_id, pipeline.position, limit)
+        lease = self.settings.pipeline_lease_seconds
+        slice_end = time.monotonic() + SLICE_SECONDS
+        while time.monotonic() < slice_end:
+            # Counted from before the lease is renewed: the send ends while the lease surely holds.
+            deadline = time.monotonic() + self.settings.pipeline_deadline_seconds
+            with self._db.connection() as conn:
+                held = delivery.held(conn, pipeline, self.owner)
+                if held is None:
+                    return False  # paused, stopped, reset, deleted, or taken over
+                label, position = held
+                batch = delivery.read_batch(conn, pipeline.module, pipeline.app_id, position, limit)
                 if batch is None:
-                    if pipeline.label == "INIT" and delivery.mark_ready(conn, pipeline, self.owner):
-                        pipeline.label = "READY"
+                    if label == "INIT":
+                        delivery.mark_ready(conn, pipeline, self.owner)
                     return False
-            if len(batch.docs) < limit and batch.age < driver.flush_interval:
-                return False  # wait for a fuller batch; the poll brings us back
+                if len(batch.docs) < limit and batch.age < driver.flush_interval:
+                    return False  # wait for a fuller batch; the poll brings us back
+                if not delivery.renew(conn, pipeline, self.owner, position, lease):
+                    return False
             try:
-                driver.send(batch.docs, batch.first)
+                driver.send(batch.docs, batch.first, deadline)
             except Exception as exc:  # whatever the destination did, the batch is retried
                 FAILED.labels(pipeline.driver).inc()
-                log.warning("pipeline %s: delivery failed: %s", pipeline.id, exc)
-                with self.transaction() as conn:
+                if isinstance(exc, drivers.DeliveryFailed):
+                    error = str(exc)
+                else:  # a bug: the tenant sees that much, the log has the rest
+                    log.exception("pipeline %s: delivery failed", pipeline.id)
+                    error = "internal error while sending; the batch will be retried"
+                with self._db.connection() as conn:
                     delivery.record_failure(
-                        conn,
-                        pipeline,
-                        self.owner,
-                        str(exc) or repr(exc),
-                        self.settings.pipeline_retry_max_seconds,
+                        conn, pipeline, self.owner, error, self.settings.pipeline_retry_max_seconds
                     )
                 return False
-            with self.transaction() as conn:
-                label = delivery.save_position(
-                    conn, pipeline, self.owner, batch, self.settings.pipeline_lease_seconds
-                )
+            with self._db.connection() as conn:
+                label = delivery.save_position(conn, pipeline, self.owner, batch, lease)
             DELIVERED.labels(pipeline.driver).inc(len(batch.docs))
             if label not in ("INIT", "READY"):
                 return False  # paused, stopped, reset, deleted, or taken over
-            pipeline.position = batch.last
         return True
 
     @contextmanager
     def transaction(self):
-        """This runner's connection inside a transaction; a broken connection is dropped."""
+        """The coordinator's connection inside a transaction; a broken connection is dropped."""
         if self._conn is None or self._conn.closed:
             self._conn = psycopg2.connect(self.settings.database_url, connect_timeout=3)
         try:
@@ -140,7 +209,9 @@ class Runner:
     def _driver(self, pipeline: delivery.Pipeline) -> drivers.Driver:
         key = (pipeline.id, pipeline.generation)
         if key not in self._drivers:
-            self._drivers[key] = drivers.build(pipeline.driver, pipeline.config, self.settings, pipeline.id)
+            self._drivers[key] = drivers.build(
+                pipeline.driver, pipeline.config, self.settings, pipeline.id, pipeline.app_id
+            )
         return self._drivers[key]
 
     # --- waking up -------------------------------------------------------------------------------
@@ -155,17 +226,27 @@ class Runner:
             self._listener = conn
 
     def wait(self, timeout: float) -> None:
-        """Until a notification arrives or `timeout` passes."""
+        """Until a notification arrives, a sender asks for another round, or `timeout` passes."""
         conn = self._listener
-        if conn is None:
-            time.sleep(timeout)
-            return
-        conn.poll()
-        if not conn.notifies:
-            ready, _, _ = select.select([conn], [], [], timeout)
-            if ready:
+        if conn is not None:
+            conn.poll()
+        if conn is None or not conn.notifies:
+            sources = [self._wake_r] if conn is None else [self._wake_r, conn]
+            ready, _, _ = select.select(sources, [], [], timeout)
+            if conn is not None and conn in ready:
                 conn.poll()
-        conn.notifies.clear()
+        if conn is not None:
+            conn.notifies.clear()
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b".")
+        except OSError:  # already awake (the pipe is full), or closed at the end
+            pass
 
     def _close_listener(self) -> None:
         if self._listener is not None:

@@ -10,6 +10,7 @@ import binascii
 import json
 import math
 import re
+from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -69,18 +70,116 @@ class BatchingSchema(_Strict):
     flushInterval = Duration(load_default=0.0, validate=validate.Range(max=3600), metadata=_DURATION_DOC)
 
 
+# Headers a tenant may not set: they would change how the request is framed or routed (Host,
+# hop-by-hop headers, Content-Length), not just what it says. Refused when a connector is created,
+# and dropped at send time from connectors stored before the rule.
+FORBIDDEN_HEADERS = frozenset(
+    {"host", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
+)
+# Headers Sluice sets on every delivery; a tenant's own value (in any letter case) is replaced.
+SLUICE_HEADERS = frozenset({"content-type", "x-sluice-pipeline"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field name
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # no CR, LF or other control characters
+MAX_HEADERS, MAX_HEADER_BYTES = 50, 8192
+
+# What every read shows instead of a secret: connector secrets are write-only.
+REDACTED = "<redacted>"
+
+
+def forbidden_header(name: str) -> bool:
+    name = name.lower()
+    return name in FORBIDDEN_HEADERS or name.startswith("proxy-")
+
+
+def sendable_headers(headers: dict) -> dict:
+    """A connector's headers without those it may not set or that Sluice sets itself."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if not forbidden_header(name) and name.lower() not in SLUICE_HEADERS
+    }
+
+
+def _check_headers(headers: dict) -> None:
+    if len(headers) > MAX_HEADERS:
+        raise ValidationError(f"at most {MAX_HEADERS} headers")
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ValidationError(f"{name!r} is not a valid header name")
+        if forbidden_header(name):
+            raise ValidationError(
+                f"{name} cannot be set: Host, Content-Length and hop-by-hop headers are Sluice's"
+            )
+        if not _FIELD_VALUE.fullmatch(value) or len(value) > MAX_HEADER_BYTES:
+            raise ValidationError(
+                f"{name}: a header value is at most {MAX_HEADER_BYTES} characters, without CR or LF"
+            )
+        if value == REDACTED:
+            raise ValidationError(f"{name}: {REDACTED} is what reads show; send the real value")
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError("credentials in the URL are not allowed: send them as headers (kept secret)")
+    if not (parts.hostname or "").isascii():
+        raise ValidationError("write an international host name in its ASCII (xn--) form")
+    try:
+        parts.port  # noqa: B018 - raises for a port out of range
+    except ValueError:
+        raise ValidationError("the port must be between 1 and 65535") from None
+
+
 class HttpConfigSchema(_Strict):
-    url = StoredUrl(required=True, schemes={"http", "https"}, require_tld=False)
+    url = StoredUrl(required=True, schemes={"http", "https"}, require_tld=False, validate=_check_url)
     headers = fields.Dict(
-        keys=StoredText(validate=validate.Length(min=1)), values=StoredText(), load_default=dict
+        keys=StoredText(validate=validate.Length(min=1)),
+        values=StoredText(),
+        load_default=dict,
+        validate=_check_headers,
     )
     batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))
 
 
+def external_id(app_id: int) -> str:
+    """The ExternalId Sluice passes when it assumes a tenant's role: one per app, never chosen by
+    the tenant, so no app can have Sluice assume a role another app's owner set up (the confused
+    deputy AWS's cross-account guidance warns of)."""
+    return f"sluice-app-{app_id}"
+
+
 class S3ConfigSchema(_Strict):
+    """Where, and with whose authority: the tenant's access key pair, a role of theirs that Sluice
+    assumes, or neither (the service's own credentials, only for buckets the operator allows)."""
+
     bucket = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"))
     prefix = StoredText(load_default="", validate=validate.Length(max=512))
+    accessKeyId = fields.String(validate=validate.Regexp(r"^[A-Z0-9]{16,128}$"))
+    secretAccessKey = StoredText(validate=[validate.Length(min=1, max=128), validate.NoneOf([REDACTED])])
+    roleArn = fields.String(validate=validate.Regexp(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"))
+    externalId = fields.Raw()  # shown on reads, never taken: see external_id
     batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))
+
+    @validates_schema
+    def _one_authority(self, data, **kwargs):
+        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", data.get("bucket", "")):
+            raise ValidationError("a bucket name cannot look like an IP address", "bucket")
+        keys = ("accessKeyId" in data) + ("secretAccessKey" in data)
+        if keys == 1:
+            raise ValidationError("give accessKeyId and secretAccessKey together", "secretAccessKey")
+        if keys and "roleArn" in data:
+            raise ValidationError("give either an access key pair or roleArn, not both", "roleArn")
+        if "externalId" in data:
+            raise ValidationError(
+                "Sluice sets the external id (read the connector to see it); leave it out", "externalId"
+            )
+
+
+def s3_authority(config: dict) -> str:
+    """'keys', 'role' or 'service': whose credentials an s3 connector writes with."""
+    if "accessKeyId" in config:
+        return "keys"
+    return "role" if "roleArn" in config else "service"
 
 
 class EmptyConfigSchema(_Strict):
@@ -119,6 +218,19 @@ class ConnectorConfigurationSchema(_Strict):
 class PipelineConfigurationSchema(_Strict):
     module = fields.String(required=True, validate=validate.OneOf(MODULES))
     connectorID = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+def config_view(driver: str, config: dict, app_id: int) -> dict:
+    """A connector's config as every read shows it: secrets redacted (header names stay visible),
+    and for an s3 role the ExternalId to put in its trust policy."""
+    view = dict(config)
+    if driver == "http":
+        view["headers"] = dict.fromkeys(config.get("headers", {}), REDACTED)
+    if driver == "s3" and "secretAccessKey" in config:
+        view["secretAccessKey"] = REDACTED
+    if driver == "s3" and "roleArn" in config:
+        view["externalId"] = external_id(app_id)
+    return view
 
 
 def load_connector(body) -> dict:

@@ -1,5 +1,8 @@
 """Pipelines end to end: events POSTed to ingest, stored by a celery worker, delivered by the worker
-fleet to a real HTTP receiver and a moto S3 bucket, through every state change and a SIGKILL."""
+fleet to a real HTTP receiver and a moto S3 bucket, through every state change and a SIGKILL.
+
+The receiver listens on 127.0.0.1, which connectors reach only because these services allow
+loopback, as `make run` does."""
 
 import itertools
 import json
@@ -16,7 +19,13 @@ from tests.helpers import query, wait_for
 from tests.receiver import Receiver
 
 EVENT = barchart_event(timestamp=1700000000000)
-FAST = {"SLUICE_PIPELINE_POLL_SECONDS": "0.2", "SLUICE_PIPELINE_LEASE_SECONDS": "3"}
+LOOPBACK = {"SLUICE_CONNECTOR_ALLOWED_NETWORKS": "127.0.0.0/8"}
+FAST = {
+    "SLUICE_PIPELINE_POLL_SECONDS": "0.2",
+    "SLUICE_PIPELINE_LEASE_SECONDS": "3",
+    "SLUICE_PIPELINE_DEADLINE_SECONDS": "1.5",
+    **LOOPBACK,
+}
 
 
 @pytest.fixture
@@ -85,19 +94,22 @@ def wait_stored(stack, app_id, n):
 def test_every_stored_event_reaches_http_and_s3_through_pause_resume_stop_start_and_reset(
     stack, names, services, tenant, receiver
 ):
-    client = Client(services.ingest(), services.control(), tenant)
-    services.worker(**FAST)
+    s3 = aws.client(stack.settings(WorkerSettings, **names), "s3")
+    bucket = f"drop-{names['exports_bucket']}"  # one the operator lets connectors write with its credentials
+    s3.create_bucket(Bucket=bucket)
+    shared_bucket = {"SLUICE_CONNECTOR_S3_SERVICE_BUCKETS": bucket}
+    client = Client(services.ingest(), services.control(**LOOPBACK, **shared_bucket), tenant)
+    services.worker(**FAST, **shared_bucket)
     app_id = tenant[0]
     client.post_events(20)
     wait_stored(stack, app_id, 20)
 
     http_id = client.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 7}})
-    bucket = names["exports_bucket"]
     s3_id = client.pipeline_to("s3", {"bucket": bucket, "prefix": "sluice/"})
-    s3 = aws.client(stack.settings(WorkerSettings, **names), "s3")
 
     def in_s3():
-        objects = s3.list_objects_v2(Bucket=bucket, Prefix="sluice/").get("Contents", [])
+        prefix = f"apps/{app_id}/sluice/"  # the app's own root in a bucket apps share
+        objects = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
         return {
             (e["batch"], e["sequence"])
             for o in objects
@@ -138,7 +150,7 @@ def test_every_stored_event_reaches_http_and_s3_through_pause_resume_stop_start_
 
 
 def test_a_worker_killed_mid_delivery_is_taken_over_and_nothing_is_lost(stack, services, tenant, receiver):
-    client = Client(services.ingest(), services.control(), tenant)
+    client = Client(services.ingest(), services.control(**LOOPBACK), tenant)
     doomed = services.worker(name="doomed", **FAST)
     app_id = tenant[0]
     for _ in range(4):

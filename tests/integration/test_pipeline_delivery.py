@@ -1,23 +1,32 @@
-"""Pipeline runners against the real Postgres, a real HTTP receiver and moto S3.
+"""Pipeline runners against the real Postgres, real HTTP receivers and moto S3 and STS.
 
-Runners are driven tick by tick here; tests/e2e runs them inside real celery workers.
+Runners are driven tick by tick here, or run side by side in threads as in a worker; tests/e2e runs
+them inside real celery workers. The receivers listen on 127.0.0.1, which connectors may reach only
+because these tests allow loopback (SLUICE_CONNECTOR_ALLOWED_NETWORKS), as `make run` does.
 """
 
 import json
+import re
+import socket
 import threading
 import uuid
+from concurrent.futures import wait
 
 import psycopg2
 import pytest
 
-from services import aws
+from services import aws, tenancy
+from services.control import pipeline_rows
 from services.control.app import create_app
 from services.settings import ControlSettings, WorkerSettings
 from services.worker import delivery
+from services.worker.drivers.http import NO_ANSWER
 from services.worker.event_writer import write_envelopes
 from services.worker.runner import Runner
 from tests.helpers import wait_for
-from tests.receiver import Receiver
+from tests.receiver import AwsRecorder, Receiver
+
+LOOPBACK = {"connector_allowed_networks": "127.0.0.0/8"}
 
 
 def envelope(app_id, n, first=0, batch=None):
@@ -54,28 +63,32 @@ def receiver():
     r.close()
 
 
+class Control:
+    """The control API acting for one app, as a tenant would use it."""
+
+    def __init__(self, stack, tenant, **settings):
+        self.client = create_app(stack.settings(ControlSettings, **LOOPBACK, **settings)).test_client()
+        self.auth = (str(tenant[0]), tenant[1])
+
+    def pipeline_to(self, driver, config, module="events"):
+        resp = self.client.post("/connectors", json={"driver": driver, "config": config}, auth=self.auth)
+        assert resp.status_code == 201, resp.json
+        resp = self.client.post(
+            "/pipelines", json={"module": module, "connectorID": resp.json["data"]["id"]}, auth=self.auth
+        )
+        assert resp.status_code == 201, resp.json
+        return resp.json["data"]["id"]
+
+    def get(self, pipeline_id):
+        return self.client.get(f"/pipelines/{pipeline_id}", auth=self.auth).json["data"]
+
+    def act(self, pipeline_id, action):
+        assert self.client.post(f"/pipelines/{pipeline_id}/{action}", auth=self.auth).status_code == 202
+
+
 @pytest.fixture
 def control(stack, tenant):
-    client = create_app(stack.settings(ControlSettings)).test_client()
-    auth = (str(tenant[0]), tenant[1])
-
-    class Control:
-        def pipeline_to(self, driver, config, module="events"):
-            resp = client.post("/connectors", json={"driver": driver, "config": config}, auth=auth)
-            assert resp.status_code == 201, resp.json
-            resp = client.post(
-                "/pipelines", json={"module": module, "connectorID": resp.json["data"]["id"]}, auth=auth
-            )
-            assert resp.status_code == 201, resp.json
-            return resp.json["data"]["id"]
-
-        def get(self, pipeline_id):
-            return client.get(f"/pipelines/{pipeline_id}", auth=auth).json["data"]
-
-        def act(self, pipeline_id, action):
-            assert client.post(f"/pipelines/{pipeline_id}/{action}", auth=auth).status_code == 202
-
-    return Control()
+    return Control(stack, tenant)
 
 
 @pytest.fixture
@@ -83,7 +96,7 @@ def make_runner(stack):
     made = []
 
     def make(**overrides):
-        settings = stack.settings(WorkerSettings, **{"pipeline_poll_seconds": 0.05, **overrides})
+        settings = stack.settings(WorkerSettings, **{"pipeline_poll_seconds": 0.05, **LOOPBACK, **overrides})
         made.append(Runner(settings))
         return made[-1]
 
@@ -94,9 +107,14 @@ def make_runner(stack):
         runner.close()
 
 
+def tick(runner):
+    """One round of the runner, and the deliveries it began, to their end."""
+    wait(runner.tick())
+
+
 def run_until(runner, check, what, timeout=20):
     def step():
-        runner.tick()
+        tick(runner)
         return check()
 
     return wait_for(step, timeout, what)
@@ -144,7 +162,7 @@ def test_a_row_whose_transaction_commits_late_is_not_skipped(
         store_events(db, app_id, 2)  # higher ids, committed
         runner = make_runner()
         for _ in range(5):
-            runner.tick()
+            tick(runner)
         # Nothing past the open transaction is handed out yet, so its row cannot be overtaken.
         assert receiver.events() == []
         late.commit()
@@ -162,7 +180,7 @@ def test_failures_are_retried_with_backoff_and_the_last_error_shows(
     receiver.fail_next = 2
     pid = control.pipeline_to("http", {"url": receiver.url})
     runner = make_runner()
-    runner.tick()
+    tick(runner)
     failed = control.get(pid)
     assert failed["lastError"]["failures"] == 1 and "HTTP 500" in failed["lastError"]["message"]
     assert failed["state"]["label"] == "INIT" and failed["state"]["cursor"] == ""
@@ -175,10 +193,11 @@ def test_failures_are_retried_with_backoff_and_the_last_error_shows(
 def test_one_runner_owns_a_pipeline_until_its_lease_lapses(db, tenant, control, receiver, make_runner):
     store_events(db, tenant[0], 4)
     control.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 2}})
-    first, second = make_runner(pipeline_lease_seconds=1.0), make_runner(pipeline_lease_seconds=1.0)
+    short = {"pipeline_lease_seconds": 1.0, "pipeline_deadline_seconds": 0.5}
+    first, second = make_runner(**short), make_runner(**short)
     run_until(first, lambda: len(receiver.events()) == 4, "first runner delivers")
     store_events(db, tenant[0], 2)
-    second.tick()
+    tick(second)
     assert len(receiver.events()) == 4  # the lease is the first runner's
     # The first runner dies (never ticks again); once its lease lapses the second takes over.
     run_until(second, lambda: len(receiver.events()) == 6, "takeover")
@@ -195,7 +214,7 @@ def test_pause_holds_delivery_resume_continues_and_reset_delivers_everything_aga
     control.act(pid, "pause")
     store_events(db, tenant[0], 2)
     for _ in range(5):
-        runner.tick()
+        tick(runner)
     assert len(receiver.events()) == 3
     control.act(pid, "resume")
     run_until(runner, lambda: len(receiver.events()) == 5, "after resume")
@@ -203,27 +222,6 @@ def test_pause_holds_delivery_resume_continues_and_reset_delivers_everything_aga
     assert control.get(pid)["state"] == {"label": "INIT", "cursor": ""}
     run_until(runner, lambda: len(receiver.events()) == 10, "after reset")
     run_until(runner, lambda: control.get(pid)["state"]["label"] == "READY", "READY again")
-
-
-def test_the_s3_driver_writes_json_lines_objects_under_the_prefix(
-    stack, names, provisioned, db, tenant, control, make_runner
-):
-    store_events(db, tenant[0], 7)
-    bucket = names["exports_bucket"]
-    control.pipeline_to("s3", {"bucket": bucket, "prefix": "out/", "batching": {"maxItems": 3}})
-    runner = make_runner(**names)
-    s3 = aws.client(stack.settings(WorkerSettings, **names), "s3")
-
-    def lines():
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="out/").get("Contents", [])]
-        return [
-            json.loads(line)
-            for key in sorted(keys)
-            for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
-        ]
-
-    run_until(runner, lambda: len(lines()) == 7, "objects in S3")
-    assert [e["type"] for e in lines()] == [f"T{i}" for i in range(7)]
 
 
 def test_the_api_calls_module_delivers_moesif_calls(stack, db, tenant, control, receiver, make_runner):
@@ -265,7 +263,7 @@ def test_flush_interval_holds_a_short_batch_back_until_its_oldest_event_is_that_
     runner = make_runner()
     run_until(runner, lambda: control.get(pid)["state"]["label"] == "READY", "READY")
     store_events(db, tenant[0], 2)
-    runner.tick()
+    tick(runner)
     assert receiver.events() == []  # two events are not a full batch, and they are younger than 1 s
     store_events(db, tenant[0], 1)
     run_until(runner, lambda: receiver.batches, "the held batch")
@@ -287,7 +285,8 @@ def test_a_batch_in_flight_across_a_reset_does_not_save_its_position(db, tenant,
     pid = control.pipeline_to("http", {"url": receiver.url})
     with db.connection() as conn:
         [pipeline] = [p for p in delivery.claim(conn, "me", 30, 1000) if p.id == pid]
-        batch = delivery.read_batch(conn, "events", tenant[0], pipeline.position, 10)
+        _, position = delivery.held(conn, pipeline, "me")
+        batch = delivery.read_batch(conn, "events", tenant[0], position, 10)
     control.act(pid, "reset")  # while the batch is on its way
     with db.connection() as conn:
         assert delivery.save_position(conn, pipeline, "me", batch, 30) is None
@@ -338,13 +337,13 @@ def six_pipelines_spread_over(db, tenant, control, receiver, first, second) -> l
     pipelines = [
         control.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 3}}) for _ in range(6)
     ]
-    first.tick()
+    tick(first)
     assert held(db, tenant[0]) == {first.owner: 6}  # alone, a runner takes every pipeline
 
     def round_():
         store_events(db, tenant[0], 2)
-        first.tick()
-        second.tick()
+        tick(first)
+        tick(second)
         return held(db, tenant[0]) == {first.owner: 3, second.owner: 3}
 
     wait_for(round_, 20, "three pipelines each")
@@ -371,13 +370,13 @@ def test_two_runners_each_take_half_the_pipelines_and_every_event_arrives_once_i
     settled = owners(db, tenant[0])
     for _ in range(5):  # a share, once spread, stays put: nobody trades pipelines back and forth
         store_events(db, tenant[0], 1)
-        first.tick()
-        second.tick()
+        tick(first)
+        tick(second)
         assert owners(db, tenant[0]) == settled
 
     def both_tick():
-        first.tick()
-        second.tick()
+        tick(first)
+        tick(second)
         return delivered_in_order(db, tenant[0], receiver, pipelines)
 
     wait_for(both_tick, 20, "every event at every pipeline")
@@ -392,7 +391,7 @@ def test_a_runner_that_stops_gives_its_share_to_the_other_at_once(
     stopped.set()
     second.run(stopped)  # what a worker shutting down does: release its leases, leave the fleet
     store_events(db, tenant[0], 4)
-    first.tick()  # no wait for a lease to lapse
+    tick(first)  # no wait for a lease to lapse
     assert held(db, tenant[0]) == {first.owner: 6}
     run_until(first, lambda: delivered_in_order(db, tenant[0], receiver, pipelines), "every event")
 
@@ -400,9 +399,259 @@ def test_a_runner_that_stops_gives_its_share_to_the_other_at_once(
 def test_when_a_runner_dies_the_other_takes_all_once_its_leases_lapse(
     db, tenant, control, receiver, make_runner, quiet_fleet
 ):
-    first, second = make_runner(pipeline_lease_seconds=3.0), make_runner(pipeline_lease_seconds=3.0)
+    short = {"pipeline_lease_seconds": 3.0, "pipeline_deadline_seconds": 1.5}
+    first, second = make_runner(**short), make_runner(**short)
     pipelines = six_pipelines_spread_over(db, tenant, control, receiver, first, second)
     store_events(db, tenant[0], 4)
     # The second runner never ticks again: its share waits for its leases, then goes to the first.
     run_until(first, lambda: held(db, tenant[0]) == {first.owner: 6}, "takeover of the dead runner's share")
     run_until(first, lambda: delivered_in_order(db, tenant[0], receiver, pipelines), "every event")
+
+
+# --- where a connector may deliver, checked at every connection ------------------------------------
+
+
+def stored_pipeline(db, app_id, driver, config) -> str:
+    """A pipeline whose connector went straight into the database, as one created before today's rules."""
+    with db.connection() as conn:
+        connector = pipeline_rows.create_connector(conn, app_id, driver, config)
+        return str(pipeline_rows.create_pipeline(conn, app_id, "events", str(connector["id"]))["id"])
+
+
+def new_app(db) -> int:
+    with db.connection() as conn:
+        return tenancy.create_app(conn, tenancy.create_org(conn, f"o-{uuid.uuid4().hex[:8]}"), "other")
+
+
+def test_without_the_setting_the_worker_refuses_loopback_at_connection_time(
+    db, tenant, control, receiver, make_runner
+):
+    """The control API allowed the URL (its setting let loopback through); the worker's does not:
+    the check at every connection, on what the host resolves to then, is what holds."""
+    store_events(db, tenant[0], 3)
+    pid = control.pipeline_to("http", {"url": receiver.url.replace("127.0.0.1", "localhost")})
+    runner = make_runner(connector_allowed_networks="")
+    run_until(runner, lambda: control.get(pid)["lastError"], "a failed delivery")
+    error = control.get(pid)["lastError"]["message"]
+    assert error.startswith("refused by policy: localhost") and "127.0.0.1" not in error
+    assert receiver.requests == 0 and control.get(pid)["delivered"] == 0
+
+
+def test_headers_a_tenant_may_not_set_are_dropped_at_send_time(db, tenant, receiver, make_runner):
+    store_events(db, tenant[0], 1)
+    headers = {"Host": "internal.example", "Transfer-Encoding": "chunked", "content-type": "text/plain"}
+    stored_pipeline(db, tenant[0], "http", {"url": receiver.url, "headers": {**headers, "X-Token": "t"}})
+    run_until(make_runner(), lambda: receiver.headers, "the delivery")
+    [sent] = receiver.headers
+    assert sent["Host"] == f"127.0.0.1:{receiver.port}" and sent["Content-Type"] == "application/json"
+    assert sent["X-Token"] == "t" and "Transfer-Encoding" not in sent
+
+
+def test_redirects_are_not_followed(db, tenant, control, receiver, make_runner):
+    target = Receiver()
+    try:
+        receiver.answer = (302, {"Location": target.url}, b"")
+        store_events(db, tenant[0], 1)
+        pid = control.pipeline_to("http", {"url": receiver.url})
+        run_until(make_runner(), lambda: control.get(pid)["lastError"], "a failed delivery")
+        assert control.get(pid)["lastError"]["message"] == "HTTP 302: redirects are not followed"
+        assert target.requests == 0
+    finally:
+        target.close()
+
+
+def test_of_an_error_answer_only_the_first_bytes_are_read_and_kept(
+    db, tenant, control, receiver, make_runner
+):
+    """The answer says it is 1000 times longer than what comes, then nothing more: reading it all
+    would wait for ever (or until the deadline); the first 256 bytes are all lastError keeps."""
+    receiver.answer, receiver.then_hang = (500, {}, b"x" * 300), True
+    store_events(db, tenant[0], 1)
+    pid = control.pipeline_to("http", {"url": receiver.url})
+    run_until(make_runner(pipeline_deadline_seconds=15), lambda: control.get(pid)["lastError"], "a failure")
+    assert control.get(pid)["lastError"]["message"] == f"HTTP 500 {b'x' * 256!r}"
+
+
+def test_refused_and_hanging_destinations_read_the_same(db, tenant, control, receiver, make_runner):
+    """Otherwise a tenant could tell open ports from closed ones through lastError."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    receiver.hang = True
+    store_events(db, tenant[0], 1)
+    refused = control.pipeline_to("http", {"url": f"http://127.0.0.1:{closed_port}/hook"})
+    hanging = control.pipeline_to("http", {"url": receiver.url})
+    runner = make_runner(pipeline_deadline_seconds=1)
+    run_until(runner, lambda: all(control.get(p)["lastError"] for p in (refused, hanging)), "both failed")
+    assert control.get(refused)["lastError"]["message"] == NO_ANSWER
+    assert control.get(hanging)["lastError"]["message"] == NO_ANSWER
+
+
+# --- one slow destination, and everyone else ------------------------------------------------------
+
+
+def runner_thread(runner, stop):
+    thread = threading.Thread(target=runner.run, args=(stop,))
+    thread.start()
+    return thread
+
+
+def live_runners(db, lease_seconds) -> set[str]:
+    """The runners fair shares count: seen within a lease."""
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT owner FROM pipeline_runners WHERE seen_at >= now() - %s * interval '1 second'",
+            (lease_seconds,),
+        )
+        return {r[0] for r in cur.fetchall()}
+
+
+def test_a_trickling_destination_is_cut_off_at_the_deadline_and_stalls_no_other_pipeline(
+    db, tenant, control, receiver, make_runner, quiet_fleet
+):
+    """It sends a status line, then one byte every 0.2 s for ever; no socket timeout ever fires."""
+    trickler = Receiver()
+    trickler.trickle = 0.2
+    stop = threading.Event()
+    thread = None
+    try:
+        store_events(db, tenant[0], 5)
+        slow = control.pipeline_to("http", {"url": trickler.url})  # created first: claimed first
+        others = new_app(db)
+        store_events(db, others, 5)
+        healthy = stored_pipeline(db, others, "http", {"url": receiver.url})
+        runner = make_runner(pipeline_lease_seconds=4, pipeline_deadline_seconds=1)
+        thread = runner_thread(runner, stop)
+        wait_for(lambda: len(receiver.events()) == 5, 20, "the other app's events, meanwhile")
+        wait_for(lambda: (control.get(slow)["lastError"] or {}).get("failures", 0) >= 2, 30, "two cut-offs")
+        assert control.get(slow)["lastError"]["message"] == NO_ANSWER and trickler.requests >= 2
+        store_events(db, others, 3)  # still delivering while the trickler keeps failing
+        wait_for(lambda: len(receiver.events()) == 8, 20, "the other app's new events")
+        assert runner.owner in live_runners(db, 4)  # its heartbeat went on all along
+        assert {h["X-Sluice-Pipeline"] for h in receiver.headers} == {healthy}
+    finally:
+        stop.set()
+        trickler.close()  # first: a runner stuck on it would never see the stop
+        if thread is not None:
+            thread.join()
+
+
+def test_concurrent_runners_never_send_a_pipeline_twice_and_keep_its_order(
+    db, tenant, control, receiver, make_runner, quiet_fleet
+):
+    """Three runners in threads, as in three workers, and destinations slow enough that one
+    pipeline's backlog outlasts a lease: each event arrives once per pipeline, in the order stored."""
+    receiver.delay = 0.08
+    store_events(db, tenant[0], 150)
+    pipelines = [
+        control.pipeline_to("http", {"url": receiver.url, "batching": {"maxItems": 2}}) for _ in range(4)
+    ]
+    runners = [make_runner(pipeline_lease_seconds=4, pipeline_deadline_seconds=2) for _ in range(3)]
+    stop = threading.Event()
+    threads = [runner_thread(runner, stop) for runner in runners]
+    try:
+        for _ in range(3):
+            store_events(db, tenant[0], 10)
+        wait_for(lambda: len(receiver.events()) >= 4 * 180, 120, "every pipeline's backlog")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert len(receiver.events()) == 4 * 180
+    assert delivered_in_order(db, tenant[0], receiver, pipelines)
+
+
+# --- s3 with the tenant's own authority -------------------------------------------------------------
+
+
+@pytest.fixture
+def moto(stack):
+    """Clients of the test stack's moto server, with the service's own credentials."""
+    settings = stack.settings(WorkerSettings)
+
+    class Moto:
+        s3 = aws.client(settings, "s3")
+        iam = aws.client(settings, "iam")
+
+        def bucket(self) -> str:
+            name = f"tenant-{uuid.uuid4().hex[:12]}"
+            self.s3.create_bucket(Bucket=name)
+            return name
+
+        def lines(self, bucket, prefix) -> list[dict]:
+            keys = [
+                o["Key"] for o in self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+            ]
+            return [
+                json.loads(line)
+                for key in sorted(keys)
+                for line in self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+            ]
+
+    return Moto()
+
+
+def test_an_s3_connector_writes_with_the_tenants_access_key_pair(db, tenant, control, moto, make_runner):
+    bucket = moto.bucket()
+    user = f"tenant-{uuid.uuid4().hex[:8]}"
+    moto.iam.create_user(UserName=user)
+    key = moto.iam.create_access_key(UserName=user)["AccessKey"]
+    store_events(db, tenant[0], 5)
+    config = {"bucket": bucket, "prefix": "out/", "batching": {"maxItems": 2}}
+    control.pipeline_to(
+        "s3", {**config, "accessKeyId": key["AccessKeyId"], "secretAccessKey": key["SecretAccessKey"]}
+    )
+    run_until(make_runner(), lambda: len(moto.lines(bucket, "out/")) == 5, "objects in S3")
+    assert [e["type"] for e in moto.lines(bucket, "out/")] == [f"T{i}" for i in range(5)]
+    used = moto.iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])["AccessKeyLastUsed"]
+    assert used["ServiceName"] == "s3"  # the tenant's key signed the writes
+
+
+def test_an_s3_connector_writes_as_the_tenants_role_assumed_with_the_apps_external_id(
+    stack, db, tenant, control, moto, make_runner
+):
+    bucket = moto.bucket()
+    arn = moto.iam.create_role(RoleName=f"writer-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")[
+        "Role"
+    ]["Arn"]
+    store_events(db, tenant[0], 6)
+    control.pipeline_to("s3", {"bucket": bucket, "roleArn": arn, "batching": {"maxItems": 2}})
+    aws_calls = AwsRecorder(stack.aws_endpoint_url)
+    try:
+        runner = make_runner(aws_endpoint_url=aws_calls.url)
+        run_until(runner, lambda: len(moto.lines(bucket, "")) == 6, "objects in S3")
+    finally:
+        aws_calls.close()
+    # Once for three batches: the assumed credentials are kept.
+    [assume] = [c for c in aws_calls.calls if c["action"] == "AssumeRole"]
+    assert assume["params"]["RoleArn"] == arn and assume["params"]["ExternalId"] == f"sluice-app-{tenant[0]}"
+    assert assume["key"] == "testing"  # the service's own principal asks
+    role_key = re.search(r"<AccessKeyId>(.+?)</AccessKeyId>", assume["answer"])[1]
+    writes = [c for c in aws_calls.calls if c["action"].startswith(f"PUT /{bucket}/")]
+    assert len(writes) == 3 and {c["key"] for c in writes} == {role_key}  # the role's credentials wrote
+
+
+def test_the_services_credentials_write_only_to_allowed_buckets_under_the_apps_own_root(
+    stack, db, tenant, moto, make_runner
+):
+    shared = moto.bucket()
+    allowed = {"connector_s3_service_buckets": shared}
+    control = Control(stack, tenant, **allowed)
+    other = new_app(db)
+    store_events(db, tenant[0], 3)
+    control.pipeline_to("s3", {"bucket": shared, "prefix": f"apps/{other}/"})  # aiming at another app
+    run_until(make_runner(**allowed), lambda: len(moto.lines(shared, "")) == 3, "objects in S3")
+    assert len(moto.lines(shared, f"apps/{tenant[0]}/apps/{other}/")) == 3
+    assert moto.lines(shared, f"apps/{other}/") == []
+
+
+def test_an_s3_connector_stored_before_the_rules_cannot_write_to_the_exports_bucket(
+    stack, names, provisioned, db, tenant, moto, make_runner
+):
+    store_events(db, tenant[0], 2)
+    keys = {"accessKeyId": "AKIAEXAMPLEEXAMPLE", "secretAccessKey": "s"}
+    pid = stored_pipeline(db, tenant[0], "s3", {"bucket": names["exports_bucket"], "prefix": "", **keys})
+    control = Control(stack, tenant, **names)
+    run_until(make_runner(**names), lambda: control.get(pid)["lastError"], "a refused delivery")
+    assert control.get(pid)["lastError"]["message"].startswith("refused by policy")
+    assert moto.lines(names["exports_bucket"], "") == []

@@ -1,6 +1,7 @@
 """Connectors and pipelines on the control API (Formance contract) against the real Postgres."""
 
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -9,7 +10,7 @@ from services.control.app import create_app
 from services.settings import ControlSettings
 from shared.enums import KeyScope
 
-HTTP = {"driver": "http", "config": {"url": "http://127.0.0.1:9/hook"}}
+HTTP = {"driver": "http", "config": {"url": "https://93.184.216.34/hook"}}
 
 
 @pytest.fixture
@@ -23,6 +24,8 @@ def api(client, tenant):
     auth = (str(tenant[0]), tenant[1])
 
     class Api:
+        app_id = tenant[0]
+
         def get(self, path, **kw):
             return client.get(path, auth=auth, **kw)
 
@@ -82,6 +85,7 @@ def test_connector_is_created_read_listed_and_deleted_in_the_documents_shapes(ap
     )
     assert set(created) >= {"id", "createdAt", "driver", "config"}
     assert created["driver"] == "http" and created["config"]["url"] == "https://example.com/in"
+    assert created["config"]["headers"] == {"X-Token": "<redacted>"}
     assert created["createdAt"].endswith("Z")
     got = api.get(f"/connectors/{created['id']}")
     assert got.status_code == 200 and got.json["data"] == created
@@ -236,3 +240,114 @@ def test_bad_page_parameters_are_400(api, query):
     for path in ("/connectors", "/pipelines"):
         resp = api.get(f"{path}?{query}")
         assert resp.status_code == 400 and resp.json["errorCode"] == "VALIDATION", (path, resp.json)
+
+
+# --- where a connector may deliver -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8001/api/1/user",  # the control API itself
+        "http://169.254.169.254/latest/meta-data/",  # the cloud's instance metadata
+        "http://[::1]:6379/",  # Redis
+        "http://localhost:5432/",  # Postgres
+        "http://[::ffff:127.0.0.1]:8000/",
+        "http://0x7f000001:9000/",  # 127.0.0.1 in hexadecimal
+        "http://10.0.0.8/",
+        "http://[fd00:ec2::254]/",
+    ],
+)
+def test_a_connector_to_the_services_network_is_a_400(api, url):
+    resp = api.post("/connectors", json={"driver": "http", "config": {"url": url}})
+    assert resp.status_code == 400, resp.json
+    assert resp.json["errorCode"] == "VALIDATION" and resp.json["errorMessage"].startswith("config.url: ")
+
+
+def test_loopback_is_allowed_only_when_the_operator_says_so_and_the_services_ports_never(stack, tenant):
+    auth = (str(tenant[0]), tenant[1])
+    allowed = create_app(
+        stack.settings(ControlSettings, connector_allowed_networks="127.0.0.0/8, ::1/128")
+    ).test_client()
+
+    def create(url):
+        return allowed.post("/connectors", json={"driver": "http", "config": {"url": url}}, auth=auth)
+
+    assert create("http://127.0.0.1:9/hook").status_code == 201
+    assert create("http://[::1]:9/hook").status_code == 201
+    for service in (stack.database_url, stack.redis_url, stack.aws_endpoint_url):
+        address = urlsplit(service).netloc.rpartition("@")[2]
+        assert create(f"http://{address}/").status_code == 400, address
+    for url in ("http://127.0.0.1:8001/", "http://localhost:8000/", "http://169.254.169.254/"):
+        assert create(url).status_code == 400, url
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "internal.example"},
+        {"content-length": "5"},
+        {"Transfer-Encoding": "chunked"},
+        {"Connection": "Upgrade"},
+        {"Proxy-Authorization": "Basic eDp5"},
+        {"X-Injected": "1\r\nHost: internal.example"},
+    ],
+)
+def test_headers_a_tenant_may_not_set_are_a_400(api, headers):
+    resp = api.post("/connectors", json={"driver": "http", "config": {**HTTP["config"], "headers": headers}})
+    assert resp.status_code == 400 and resp.json["errorMessage"].startswith("config.headers"), resp.json
+
+
+def test_connector_secrets_are_write_only(api):
+    http = api.connector(
+        {"driver": "http", "config": {**HTTP["config"], "headers": {"Authorization": "Bearer s3cr3t"}}}
+    )
+    keys = api.connector(
+        {
+            "driver": "s3",
+            "config": {
+                "bucket": "tenant-bucket",
+                "accessKeyId": "AKIAEXAMPLE12345",
+                "secretAccessKey": "s3cr3t",
+            },
+        }
+    )
+    role = api.connector(
+        {"driver": "s3", "config": {"bucket": "tenant-bucket", "roleArn": "arn:aws:iam::123456789012:role/w"}}
+    )
+    listed = api.get("/connectors").json["cursor"]["data"]
+    for read in (listed, [api.get(f"/connectors/{c['id']}").json["data"] for c in (http, keys, role)]):
+        assert "s3cr3t" not in str(read)
+    assert http["config"]["headers"] == {"Authorization": "<redacted>"}
+    assert (
+        keys["config"]["secretAccessKey"] == "<redacted>"
+        and keys["config"]["accessKeyId"] == "AKIAEXAMPLE12345"
+    )
+    assert role["config"]["externalId"] == f"sluice-app-{api.app_id}"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {},  # the service's own
+        {"accessKeyId": "AKIAEXAMPLE12345", "secretAccessKey": "s"},
+        {"roleArn": "arn:aws:iam::123456789012:role/w"},
+    ],
+)
+def test_the_exports_bucket_is_never_an_s3_connectors_destination(stack, api, credentials):
+    exports = stack.settings(ControlSettings).exports_bucket
+    resp = api.post("/connectors", json={"driver": "s3", "config": {"bucket": exports, **credentials}})
+    assert resp.status_code == 400 and resp.json["errorMessage"].startswith("config.bucket: "), resp.json
+    prefixed = {"bucket": exports, "prefix": "exports/1/", **credentials}  # another app's files
+    assert api.post("/connectors", json={"driver": "s3", "config": prefixed}).status_code == 400
+
+
+def test_the_services_own_credentials_only_for_buckets_the_operator_lists(stack, tenant, api):
+    resp = api.post("/connectors", json={"driver": "s3", "config": {"bucket": "any-bucket"}})
+    assert resp.status_code == 400 and "SLUICE_CONNECTOR_S3_SERVICE_BUCKETS" in resp.json["errorMessage"]
+    listed = create_app(
+        stack.settings(ControlSettings, connector_s3_service_buckets="drop-zone")
+    ).test_client()
+    auth = (str(tenant[0]), tenant[1])
+    config = {"driver": "s3", "config": {"bucket": "drop-zone"}}
+    assert listed.post("/connectors", json=config, auth=auth).status_code == 201

@@ -8,7 +8,7 @@ least once, so a destination may see a batch again after a failure or a takeover
 from services.worker.drivers.base import DeliveryFailed, Driver
 
 
-def build(driver: str, config: dict, settings, pipeline_id: str) -> Driver:
+def build(driver: str, config: dict, settings, pipeline_id: str, app_id: int) -> Driver:
     """A driver for a connector's (already validated) config."""
     from services.worker.drivers import http, s3, simple
 
@@ -18,7 +18,7 @@ def build(driver: str, config: dict, settings, pipeline_id: str) -> Driver:
         "stdout": simple.StdoutDriver,
         "noop": simple.NoopDriver,
     }
-    return kinds[driver](config, settings, pipeline_id)
+    return kinds[driver](config, settings, pipeline_id, app_id)
 
 
 __all__ = ["DeliveryFailed", "Driver", "build"]
