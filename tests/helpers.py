@@ -2,11 +2,12 @@
 
 import json
 import uuid
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import psycopg2
+import psycopg2.errors
 
 from devtools import devstack, mailsink
 from services import aws
@@ -25,6 +26,16 @@ def query(database_url: str, sql: str, params=()):
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
+
+
+def refuses(database_url: str, sql: str, *params) -> bool:
+    """Does Postgres refuse this statement as data it cannot take (a bad value, out of range)?"""
+    with closing(psycopg2.connect(database_url)) as conn, conn.cursor() as cur:
+        try:
+            cur.execute(sql, params)
+        except (psycopg2.DataError, psycopg2.errors.ProgramLimitExceeded):
+            return True
+        return False
 
 
 # --- queues ------------------------------------------------------------------------------------

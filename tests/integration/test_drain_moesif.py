@@ -69,7 +69,7 @@ def test_moesif_and_barchart_in_one_receive_are_stored_once_each_even_when_redel
     app_id = tenant[0]
     calls = [copy.deepcopy(MOESIF_CALL) for _ in range(30)]
     for i, call in enumerate(calls):
-        call["request"]["uri"] = f"/items/{i}"
+        call["request"]["uri"], call["transaction_id"] = f"/items/{i}", f"tx-{i}"
     messages = bodies("moesif", app_id, calls) + bodies("barchart", app_id, [BARCHART_EVENT] * 7)
     send(drainer.sqs, drainer.queue_url, messages + messages)  # every message delivered twice
     drain_all(drainer)
@@ -77,3 +77,21 @@ def test_moesif_and_barchart_in_one_receive_are_stored_once_each_even_when_redel
         stack.database_url, "SELECT count(*), count(DISTINCT uri) FROM api_calls WHERE app_id = %s", (app_id,)
     ) == [(30, 30)]
     assert query(stack.database_url, "SELECT count(*) FROM events WHERE app_id = %s", (app_id,)) == [(7,)]
+
+
+def test_times_in_the_first_and_last_years_are_stored_as_sent(stack, tenant, drainer):
+    app_id = tenant[0]
+    call = {
+        **MOESIF_CALL,
+        "request": {**MOESIF_CALL["request"], "time": "0001-01-01T05:00:00+05:00"},
+        "response": {**MOESIF_CALL["response"], "time": "9999-12-31T23:59:59.999999Z"},
+    }
+    send(drainer.sqs, drainer.queue_url, bodies("moesif", app_id, [call]))
+    drain_all(drainer)
+    assert query(
+        stack.database_url,
+        """SELECT request_time = '0001-01-01T00:00:00Z', response_time = '9999-12-31T23:59:59.999999Z',
+                  request->>'time'
+           FROM api_calls WHERE app_id = %s""",
+        (app_id,),
+    ) == [(True, True, "0001-01-01T00:00:00.000000Z")]
