@@ -12,9 +12,9 @@ import pytest
 
 from services import aws
 from services.control.app import create_app
+from services.event_writer import write_envelopes
 from services.settings import ControlSettings, WorkerSettings
 from services.worker import delivery
-from services.worker.event_writer import write_envelopes
 from services.worker.runner import Runner
 from tests.helpers import wait_for
 from tests.receiver import Receiver
