@@ -23,7 +23,8 @@ def wait_for(check, timeout: float = 30, what: str = "condition"):
 
 
 def query(database_url: str, sql: str, params=()):
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+    # Closed here, not when collected: a failing test's traceback would keep it open.
+    with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
 

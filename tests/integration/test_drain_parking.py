@@ -21,7 +21,7 @@ from services.worker.drain import Drainer
 from shared import envelope
 from shared.schemas.api_calls import validate_moesif_events
 from tests.factories import BARCHART_EVENT, MOESIF_CALL
-from tests.helpers import depth, query, send
+from tests.helpers import depth, query, send, wait_for
 
 
 @pytest.fixture
@@ -122,9 +122,13 @@ def test_bad_events_are_found_by_halving_not_one_insert_per_event(stack, tenant,
         return real_write(conn, lines)
 
     monkeypatch.setattr(event_writer, "write", counted)
-    drained = 0
-    while drained < 10:
-        drained += drainer.drain_once(wait_seconds=1)
+    drained = []
+
+    def all_drained():
+        drained.append(drainer.drain_once(wait_seconds=1))
+        return sum(drained) == 10
+
+    wait_for(all_drained, 60, "the ten messages drained")
     assert query(stack.database_url, "SELECT count(*) FROM events WHERE app_id = %s", (app_id,)) == [(998,)]
     assert len(parked_rows(stack, app_id)) == 2
     # Two bad events among 1000: one COPY that fails, then two halvings of about log2(1000) each.
