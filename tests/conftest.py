@@ -16,7 +16,8 @@ import pytest
 from devtools import devstack, mailsink
 from services import aws, cli
 from services.database import Database
-from services.settings import CommonSettings
+from services.settings import CommonSettings, WorkerSettings
+from services.worker.drain import Drainer
 from tests.factories import make_tenant
 from tests.helpers import Outbox
 
@@ -74,6 +75,14 @@ def names():
 @pytest.fixture
 def provisioned(stack, names):
     return aws.provision(stack.settings(CommonSettings, **names), visibility_timeout=30)
+
+
+@pytest.fixture
+def drainer(stack, names, provisioned):
+    """The real drain on this test's queue; tests call drain_once (tests.helpers.drain_all)."""
+    db = Database(stack.database_url, maxconn=2)
+    yield Drainer(stack.settings(WorkerSettings, **names), db)
+    db.close()
 
 
 @pytest.fixture

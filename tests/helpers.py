@@ -50,6 +50,12 @@ def queued_envelopes(stack, names) -> list[dict]:
     return [envelope.decode(m["Body"]) for m in got]
 
 
+def drain_all(drainer) -> None:
+    """Drain until a receive that waited a second finds nothing."""
+    while drainer.drain_once(wait_seconds=1):
+        pass
+
+
 def send(sqs, queue_url: str, message_bodies: list[str]) -> None:
     for body in message_bodies:
         sqs.send_message(QueueUrl=queue_url, MessageBody=body)

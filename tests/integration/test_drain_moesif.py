@@ -2,26 +2,9 @@
 
 import copy
 
-import pytest
-
-from services.database import Database
-from services.settings import WorkerSettings
-from services.worker.drain import Drainer
 from tests.factories import BARCHART_EVENT, MOESIF_CALL
 from tests.factories import envelope_bodies as bodies
-from tests.helpers import query, send
-
-
-@pytest.fixture
-def drainer(stack, names, provisioned):
-    db = Database(stack.database_url, maxconn=2)
-    yield Drainer(stack.settings(WorkerSettings, **names), db)
-    db.close()
-
-
-def drain_all(drainer):
-    while drainer.drain_once(wait_seconds=1):
-        pass
+from tests.helpers import drain_all, query, send
 
 
 def test_a_moesif_call_is_stored_with_every_field(stack, tenant, drainer):

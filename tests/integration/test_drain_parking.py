@@ -11,29 +11,13 @@ import uuid
 from contextlib import closing
 
 import psycopg2
-import pytest
 from prometheus_client import REGISTRY
 
 from services import event_writer, parking
-from services.database import Database
-from services.settings import WorkerSettings
-from services.worker.drain import Drainer
 from shared import envelope
 from shared.schemas.api_calls import validate_moesif_events
 from tests.factories import BARCHART_EVENT, MOESIF_CALL
-from tests.helpers import depth, query, send, wait_for
-
-
-@pytest.fixture
-def drainer(stack, names, provisioned):
-    db = Database(stack.database_url, maxconn=2)
-    yield Drainer(stack.settings(WorkerSettings, **names), db)
-    db.close()
-
-
-def drain_all(drainer):
-    while drainer.drain_once(wait_seconds=1):
-        pass
+from tests.helpers import depth, drain_all, query, send, wait_for
 
 
 def pack(kind, app_id, events, batch=None, first_sequence=0) -> str:

@@ -10,29 +10,15 @@ import pytest
 
 from devtools import devstack
 from services import aws
-from services.database import Database
 from services.ingest.app import create_app
-from services.settings import CommonSettings, IngestSettings, WorkerSettings
-from services.worker.drain import Drainer
+from services.settings import CommonSettings, IngestSettings
 from shared import envelope
 from tests.factories import MOESIF_CLIENT_CALL, barchart_event, make_tenant
-from tests.helpers import depth, query
-
-
-@pytest.fixture
-def drainer(stack, names, provisioned):
-    db = Database(stack.database_url, maxconn=2)
-    yield Drainer(stack.settings(WorkerSettings, **names), db)
-    db.close()
+from tests.helpers import depth, drain_all, query
 
 
 def ingest(stack, names, **overrides):
     return create_app(stack.settings(IngestSettings, **names, **overrides)).test_client()
-
-
-def drain_all(drainer):
-    while drainer.drain_once(wait_seconds=1):
-        pass
 
 
 def stored(stack, app_id, table="events") -> list[tuple]:

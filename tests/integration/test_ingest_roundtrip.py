@@ -23,10 +23,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.database import Database
 from services.ingest.app import create_app
-from services.settings import IngestSettings, WorkerSettings
-from services.worker.drain import Drainer
+from services.settings import IngestSettings
 from shared.schemas.api_calls import MoesifEventSchema, RequestSchema, ResponseSchema
 from shared.storage_limits import MAX_JSON_DEPTH
 from tests.helpers import query, refuses, wait_for
@@ -196,30 +194,25 @@ moesif_requests = st.one_of(
 
 
 @pytest.fixture
-def pipeline(stack, names, provisioned, tenant):
-    ingest = create_app(stack.settings(IngestSettings, **names)).test_client()
-    db = Database(stack.database_url, maxconn=2)
-    drainer = Drainer(stack.settings(WorkerSettings, **names), db)
-    yield ingest, drainer, tenant
-    db.close()
+def pipeline(stack, names, tenant, drainer):
+    return create_app(stack.settings(IngestSettings, **names)).test_client(), drainer, tenant
 
 
-def parse(text: str):
-    """The body as ingest reads it: numbers as Python's json gives them (doubles, exact integers)."""
-    return json.loads(text)
+def stored(stack, pipeline, path: str, events: list, table: str, columns: str) -> tuple[list, list] | None:
+    """POST the events and, if ingest accepts them, drain: (the events as sent, their rows' columns).
 
-
-def send(ingest, tenant, path: str, events: list):
-    app_id, key = tenant
+    None when ingest refused them, having checked that it was right to.
+    """
+    ingest, drainer, (app_id, key) = pipeline
     text = body_text(events)
     headers = {"Content-Type": "application/json", "X-Moesif-Application-Id": key}
     resp = ingest.post(path, data=text.encode(), headers=headers, auth=(str(app_id), key))
     hypothesis.event(f"answered {resp.status_code}")  # --hypothesis-show-statistics: how many stored
-    return text, resp
-
-
-def drained(stack, drainer, app_id, batch, table: str, count: int):
-    """Run the real drain until the request's events are stored (or parked), then say which."""
+    sent = json.loads(text)  # as ingest reads it: numbers as Python's json gives them
+    if resp.status_code != 200:
+        check_refusal(stack, resp, text, sent)
+        return None
+    batch = resp.json[0]["batch"] if isinstance(resp.json, list) else resp.json["batch"]
 
     def settled():
         drainer.drain_once(wait_seconds=0)
@@ -229,9 +222,12 @@ def drained(stack, drainer, app_id, batch, table: str, count: int):
                        (SELECT count(*) FROM parked_events WHERE batch = %(batch)s)""",
             {"batch": batch},
         )
-        return (done, parked) if done + parked >= count else None
+        return (done, parked) if done + parked >= len(sent) else None
 
-    return wait_for(settled, 30, f"{count} events of batch {batch}")
+    assert wait_for(settled, 30, f"the events of batch {batch}") == (len(sent), 0)  # none parked
+    in_order = f"SELECT {columns} FROM {table} WHERE batch = %s ORDER BY sequence"
+    rows = query(stack.database_url, in_order, (batch,))
+    return sent, rows
 
 
 def check_refusal(stack, resp, text: str, events: list):
@@ -312,20 +308,10 @@ EVENT = {"customer": "C", "product": "P", "type": "T", "timestamp": 170000000000
 @example(events=[{**EVENT, "timestamp": 100000000000000000000}])
 @example(events=[{**EVENT, "context": ["ok", "\ud800"]}])
 def test_barchart_events_ingest_accepts_are_stored_unchanged(stack, pipeline, events):
-    ingest, drainer, (app_id, _) = pipeline
-    text, resp = send(ingest, pipeline[2], "/events", events)
-    sent = parse(text)
-    if resp.status_code != 200:
-        check_refusal(stack, resp, text, sent)
+    columns = "customer, product, type, timestamp, context::text"
+    if (accepted := stored(stack, pipeline, "/events", events, "events", columns)) is None:
         return
-    batch = resp.json[0]["batch"]
-    assert drained(stack, drainer, app_id, batch, "events", len(sent)) == (len(sent), 0)
-    rows = query(
-        stack.database_url,
-        """SELECT customer, product, type, timestamp, context::text FROM events
-           WHERE app_id = %s AND batch = %s ORDER BY sequence""",
-        (app_id, batch),
-    )
+    sent, rows = accepted
     expected = [(e["customer"], e["product"], e["type"], e["timestamp"]) for e in sent]
     assert [row[:4] for row in rows] == expected
     assert all(same_json(row[4], e["context"]) for row, e in zip(rows, sent, strict=True))
@@ -357,22 +343,12 @@ CALL = {
 @example(events=[{**CALL, "request": {**CALL["request"], "body": {"rows": [{"k": "\u0000"}]}}}])
 @example(events=[{**CALL, "request": {**CALL["request"], "time": "0001-01-01T00:00:00+14:00"}}])
 def test_moesif_calls_ingest_accepts_are_stored_unchanged(stack, pipeline, events):
-    ingest, drainer, (app_id, _) = pipeline
-    text, resp = send(ingest, pipeline[2], "/v1/events/batch", events)
-    sent = parse(text)
-    if resp.status_code != 200:
-        check_refusal(stack, resp, text, sent)
+    columns = f"""request_time AT TIME ZONE 'UTC', response_time AT TIME ZONE 'UTC',
+                  uri, verb, status, ip_address, {", ".join(TOP_LEVEL)},
+                  metadata::text, request::text, response::text"""
+    if (accepted := stored(stack, pipeline, "/v1/events/batch", events, "api_calls", columns)) is None:
         return
-    batch = resp.json["batch"]
-    assert drained(stack, drainer, app_id, batch, "api_calls", len(sent)) == (len(sent), 0)
-    rows = query(
-        stack.database_url,
-        f"""SELECT request_time AT TIME ZONE 'UTC', response_time AT TIME ZONE 'UTC',
-                   uri, verb, status, ip_address, {", ".join(TOP_LEVEL)},
-                   metadata::text, request::text, response::text
-            FROM api_calls WHERE app_id = %s AND batch = %s ORDER BY sequence""",
-        (app_id, batch),
-    )
+    sent, rows = accepted
     for row, event in zip(rows, sent, strict=True):
         request, response = event["request"], event["response"]
         columns = (request["uri"], request["verb"], response["status"], request["ip_address"])
