@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from shared.schemas import storable
+from shared.schemas import storage_fields
 from shared.schemas.events import StrictInteger
-from shared.schemas.storable import Text
+from shared.schemas.storage_fields import Text
 from shared.storage_limits import API_CALLS_COLUMNS, INTEGER_RANGES, TIME_RANGE
 
 
@@ -59,8 +59,8 @@ class RequestSchema(_Base):
     uri = Text(required=True, validate=validate.Length(min=1, max=8192))
     verb = Text(required=True, validate=validate.Length(min=1, max=32))
     ip_address = Text(required=True, validate=validate.Length(max=64))
-    headers = fields.Dict(load_default=None, allow_none=True, validate=storable.json)
-    body = storable.Json(load_default=None, allow_none=True)
+    headers = fields.Dict(load_default=None, allow_none=True, validate=storage_fields.json)
+    body = storage_fields.Json(load_default=None, allow_none=True)
     api_version = Text(load_default=None, allow_none=True)
     transfer_encoding = Text(load_default=None, allow_none=True)
 
@@ -70,8 +70,8 @@ class ResponseSchema(_Base):
     status = StrictInteger(required=True, validate=validate.Range(min=100, max=999))
     verb = Text(load_default=None, allow_none=True)
     ip_address = Text(load_default=None, allow_none=True)
-    headers = fields.Dict(load_default=None, allow_none=True, validate=storable.json)
-    body = storable.Json(load_default=None, allow_none=True)
+    headers = fields.Dict(load_default=None, allow_none=True, validate=storage_fields.json)
+    body = storage_fields.Json(load_default=None, allow_none=True)
     transfer_encoding = Text(load_default=None, allow_none=True)
 
 
@@ -85,7 +85,7 @@ class MoesifEventSchema(_Base):
     company_id = Text(load_default=None, allow_none=True)
     session_token = Text(load_default=None, allow_none=True)
     tags = Text(load_default=None, allow_none=True)
-    metadata = storable.Json(load_default=None, allow_none=True)
+    metadata = storage_fields.Json(load_default=None, allow_none=True)
     direction = Text(load_default=None, allow_none=True)
     weight = StrictInteger(
         load_default=None, allow_none=True, validate=validate.Range(min=_WEIGHT_LOW, max=_WEIGHT_HIGH)

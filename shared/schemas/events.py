@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from shared.schemas.storable import Text
+from shared.schemas.storage_fields import Text
 from shared.storage_limits import EVENTS_COLUMNS, INTEGER_RANGES, UNSTORABLE_CHARACTER
 
 
