@@ -28,8 +28,8 @@ from bench import timed_threads
 from devtools import devstack
 from services import aws, tenancy
 from services.database import Database
+from services.event_writer import _text_field
 from services.settings import WorkerSettings
-from services.worker.event_writer import _text_field
 from shared import envelope
 
 EVENT = {

@@ -36,8 +36,8 @@ from devtools import devstack
 from services import tenancy
 from services.control import pipeline_rows
 from services.database import Database
+from services.event_writer import write_envelopes
 from services.settings import WorkerSettings
-from services.worker.event_writer import write_envelopes
 
 
 class Receiver:

@@ -4,12 +4,13 @@ import argparse
 import json
 import os
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services import app_deletions, dlq, tenancy
+from services import app_deletions, dlq, parking, tenancy
 from services.settings import CommonSettings, SettingsError
 from shared.enums import KeyScope
 
@@ -131,29 +132,76 @@ def _queues():
 def cmd_dlq_list(args):
     sqs, dlq_url, _ = _queues()
     messages = dlq.list_messages(sqs, dlq_url, limit=args.limit)
+    with closing(_connect()) as conn:
+        total, parked = parking.listing(conn, args.limit)
     lines = [
         f"{m['message_id']}  sent {m['sent_at']}  received {m['receive_count']}x  "
         + (f"app {m['app_id']} {m['kind']} batch {m['batch']} events {m['events']}" if "kind" in m else "")
         + (f"  problem: {m['problem']}" if "problem" in m else "")
         for m in messages
+    ] or ["the dead-letter queue is empty"]
+    shown = f" (the oldest {len(parked)} below)" if total > len(parked) else ""
+    lines.append(f"{total} parked events{shown}")
+    lines += [
+        f"{p['id']}  app {p['app_id']} {p['kind']} batch {p['batch']} sequence {p['sequence']}  "
+        f"parked {p['parked_at']}  reason: {_one_line(p['reason'])}"
+        for p in parked
     ]
-    emit(args, {"messages": messages}, "\n".join(lines) or "the dead-letter queue is empty")
+    emit(args, {"messages": messages, "parked_count": total, "parked": parked}, "\n".join(lines))
+
+
+def cmd_dlq_export(args):
+    count = 0
+    out = open(args.output, "w") if args.output else sys.stdout
+    try:
+        with closing(_connect()) as conn:
+            for record in parking.exported(conn, _parked_ids(args.id)):
+                # ASCII JSON: an event may hold a NUL or a lone surrogate; escaped, it survives any pipe.
+                out.write(json.dumps(record, ensure_ascii=True) + "\n")
+                count += 1
+    finally:
+        if args.output:
+            out.close()
+    if args.output:  # on stdout the lines are the output
+        emit(args, {"exported": count, "output": args.output}, f"wrote {count} events to {args.output}")
 
 
 def cmd_dlq_replay(args):
     sqs, dlq_url, queue_url = _queues()
-    result = dlq.replay(sqs, dlq_url, queue_url, ids=set(args.id) if args.id else None, limit=args.limit)
-    emit(
-        args,
-        result,
-        f"moved {len(result['replayed'])} messages back to the events queue"
-        + (
-            f" ({result['not_deleted']} also still in the DLQ: harmless duplicates)"
-            if result["not_deleted"]
-            else ""
-        )
-        + (f"\nnot in the DLQ: {' '.join(result['not_found'])}" if result["not_found"] else ""),
-    )
+    message_ids = None if not args.id else {i for i in args.id if not i.isdigit()}
+    parked_ids = _parked_ids(args.id)
+    moved = {"replayed": [], "not_deleted": 0, "not_found": []}
+    if message_ids is None or message_ids:
+        moved = dlq.replay(sqs, dlq_url, queue_url, ids=message_ids, limit=args.limit)
+    events = {"stored": [], "still_parked": [], "not_found": []}
+    if parked_ids is None or parked_ids:
+        with closing(_connect()) as conn:
+            events = parking.replay(conn, parked_ids)
+    result = {**moved, **events, "not_found": [*moved["not_found"], *map(str, events["not_found"])]}
+    lines = [f"moved {len(result['replayed'])} messages back to the events queue"]
+    if result["not_deleted"]:
+        lines[0] += f" ({result['not_deleted']} also still in the DLQ: harmless duplicates)"
+    lines.append(f"stored {len(result['stored'])} parked events")
+    lines += [f"still parked {p['id']}: {_one_line(p['reason'])}" for p in result["still_parked"]]
+    if result["not_found"]:
+        lines.append(f"not found: {' '.join(result['not_found'])}")
+    emit(args, result, "\n".join(lines))
+
+
+def cmd_dlq_drop(args):
+    with closing(_connect()) as conn:
+        result = parking.drop(conn, [int(i) for i in args.id])
+    missing = f"\nnot parked: {' '.join(map(str, result['not_found']))}" if result["not_found"] else ""
+    emit(args, result, f"dropped {len(result['dropped'])} parked events{missing}")
+
+
+def _parked_ids(ids: list[str] | None) -> list[int] | None:
+    """The parked event ids among --id values (they are numbers; SQS message ids never are)."""
+    return None if not ids else [int(i) for i in ids if i.isdigit()]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,15 +249,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command(aws_group, "provision", cmd_aws_provision, "create the queue, DLQ and bucket")
 
-    dlq_group = groups.add_parser("dlq", help="the events dead-letter queue").add_subparsers(
-        dest="cmd", required=True
+    dlq_group = groups.add_parser(
+        "dlq", help="what the drain could not store: the SQS dead-letter queue and parked events"
+    ).add_subparsers(dest="cmd", required=True)
+    command(
+        dlq_group, "list", cmd_dlq_list, "show dead-letter messages and parked events (both stay)"
+    ).add_argument("--limit", type=int, default=100, help="show at most this many of each")
+    p = command(dlq_group, "export", cmd_dlq_export, "write parked events as JSON Lines")
+    p.add_argument("--output", help="write to this file; default stdout")
+    p.add_argument("--id", action="append", help="only this parked event id (repeatable); default all")
+    p = command(
+        dlq_group,
+        "replay",
+        cmd_dlq_replay,
+        "after a fix: move dead-letter messages back to the events queue and store parked events",
     )
-    command(dlq_group, "list", cmd_dlq_list, "show parked messages (they stay parked)").add_argument(
-        "--limit", type=int, default=100
+    p.add_argument(
+        "--id",
+        action="append",
+        help="only this SQS message id or parked event id (repeatable); default all",
     )
-    p = command(dlq_group, "replay", cmd_dlq_replay, "move parked messages back to the events queue")
-    p.add_argument("--id", action="append", help="only this message id (repeatable); default all")
-    p.add_argument("--limit", type=int, default=None, help="move at most this many")
+    p.add_argument("--limit", type=int, default=None, help="move at most this many SQS messages")
+    p = command(dlq_group, "drop", cmd_dlq_drop, "delete parked events for good")
+    p.add_argument("--id", action="append", required=True, help="a parked event id (repeatable)")
 
     dev = groups.add_parser("dev", help="local development").add_subparsers(dest="cmd", required=True)
     command(dev, "run", cmd_dev_run, "start the whole trio on this machine (make run)")

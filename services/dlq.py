@@ -1,4 +1,8 @@
-"""The dead-letter queue, for operators: what the drain gave up on, and putting it back.
+"""The SQS dead-letter queue, for operators: messages the drain could not read, and putting them back.
+
+Messages land there when they are not an envelope this version reads (an unreadable body, an
+unknown version or kind). Events the database refused are not here: the drain parks them in
+Postgres (services/parking.py); `sluice dlq` shows and handles both.
 
 SQS cannot peek, so both commands receive from the DLQ with a visibility timeout long enough for
 one pass to see each message once, and give back (visibility 0) whatever they did not move.
@@ -7,10 +11,8 @@ one pass to see each message once, and give back (visibility 0) whatever they di
 from datetime import UTC, datetime
 
 from shared import envelope
-from shared.enums import EventKind
 
 HOLD_SECONDS = 120
-_KINDS = {k.value for k in EventKind}
 
 
 def describe(message: dict) -> dict:
@@ -34,8 +36,6 @@ def describe(message: dict) -> dict:
         first_sequence=env["first_sequence"],
         events=len(env["events"]),
     )
-    if env["kind"] not in _KINDS:
-        info["problem"] = f"unknown kind {env['kind']!r}"
     return info
 
 

@@ -14,7 +14,12 @@ A body that starts with "{" is that JSON as is. A body that starts with "gz:" is
 gzip-compressed and base64-encoded (SQS bodies must be text); the ingest API uses that form only
 when it is smaller, or when the JSON holds characters SQS refuses in a body (U+FFFE, U+FFFF).
 (app_id, batch, first_sequence + i) identifies an event, which is what makes storing idempotent
-when SQS delivers a message twice.
+when SQS delivers a message twice, and a producer's retry with the same Idempotency-Key too (the
+ingest API derives the batch id from the key).
+
+decode() refuses, as not an envelope, anything the drain could not even file away: an unknown
+version or kind, app_id beyond bigint, a batch that is not a UUID, sequences beyond integer.
+What is wrong inside an event is for the drain to find out (it parks that event).
 
 Event forms by kind: "barchart" events are shared.schemas.events Events as loaded; "moesif"
 events are what shared.schemas.api_calls.validate_moesif_events returns (times in UTC ISO 8601).
@@ -24,6 +29,10 @@ import base64
 import gzip
 import json
 import re
+import uuid
+
+from shared.enums import EventKind
+from shared.storage_limits import BIGINT, ENVELOPE_COLUMNS, INTEGER_RANGES
 
 VERSION = 1
 GZIP_PREFIX = "gz:"
@@ -133,13 +142,16 @@ def _largest_fitting_chunk(kind, app_id, batch, encoded, start, received_ms, max
     return best
 
 
+_KINDS = frozenset(kind.value for kind in EventKind)
+
+
 def decode(body: str) -> dict:
     """Parse an SQS body into an envelope dict; raise EnvelopeError for anything else."""
     try:
         if body.startswith(GZIP_PREFIX):
             body = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :], validate=True)).decode()
         envelope = json.loads(body)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, RecursionError) as exc:
         raise EnvelopeError(f"unreadable body: {exc}") from exc
     if not isinstance(envelope, dict):
         raise EnvelopeError("envelope is not a JSON object")
@@ -153,6 +165,32 @@ def decode(body: str) -> dict:
         ("received_ms", int),
         ("events", list),
     ):
-        if not isinstance(envelope.get(key), kind):
+        if not isinstance(envelope.get(key), kind) or isinstance(envelope.get(key), bool):
             raise EnvelopeError(f"envelope field {key!r} missing or not {kind.__name__}")
+    _check_fits(envelope)
     return envelope
+
+
+def _check_fits(envelope: dict) -> None:
+    if envelope["kind"] not in _KINDS:
+        raise EnvelopeError(f"unknown kind {envelope['kind']!r}")
+    try:
+        uuid.UUID(envelope["batch"])
+    except ValueError:
+        raise EnvelopeError(f"batch {envelope['batch'][:40]!r} is not a UUID") from None
+    last_sequence = envelope["first_sequence"] + len(envelope["events"]) - 1
+    for name, value, column_type in (
+        ("app_id", envelope["app_id"], ENVELOPE_COLUMNS["app_id"]),
+        ("first_sequence", envelope["first_sequence"], ENVELOPE_COLUMNS["sequence"]),
+        ("last sequence", last_sequence, ENVELOPE_COLUMNS["sequence"]),
+        ("received_ms", envelope["received_ms"], BIGINT),
+    ):
+        low, high = INTEGER_RANGES[column_type]
+        if not max(0, low) <= value <= high:
+            raise EnvelopeError(f"envelope {name} {value} is outside 0..{high}")
+
+
+def groups(envelope: dict) -> list[dict]:
+    """The request groups a decoded envelope carries, each with kind, app_id, batch,
+    first_sequence, received_ms and events. A version 1 envelope is one group."""
+    return [envelope]

@@ -5,6 +5,7 @@ Fixtures live here and in each folder's conftest.py; builders in tests/factories
 steps in tests/helpers.py.
 """
 
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -14,9 +15,10 @@ import psycopg2
 import pytest
 
 from devtools import devstack, mailsink
-from services import aws
+from services import aws, cli
 from services.database import Database
-from services.settings import CommonSettings
+from services.settings import CommonSettings, WorkerSettings
+from services.worker.drain import Drainer
 from tests.factories import make_tenant
 from tests.helpers import Outbox
 
@@ -77,6 +79,14 @@ def provisioned(stack, names):
 
 
 @pytest.fixture
+def drainer(stack, names, provisioned):
+    """The real drain on this test's queue; tests call drain_once (tests.helpers.drain_all)."""
+    db = Database(stack.database_url, maxconn=2)
+    yield Drainer(stack.settings(WorkerSettings, **names), db)
+    db.close()
+
+
+@pytest.fixture
 def db(stack):
     database = Database(stack.database_url, maxconn=4)
     yield database
@@ -108,3 +118,22 @@ def outbox(tmp_path):
     sink = mailsink.start(tmp_path / "outbox", port, announce=lambda line: None)
     yield Outbox(tmp_path / "outbox", port)
     sink.stop()
+
+
+@pytest.fixture
+def sluice(stack, names, monkeypatch, capsys):
+    """Run the `sluice` command line against this test's stack and queues; return its JSON output."""
+    for var, value in {
+        "SLUICE_DATABASE_URL": stack.database_url,
+        "SLUICE_AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+        **{"SLUICE_" + k.upper(): v for k, v in names.items()},
+    }.items():
+        monkeypatch.setenv(var, value)
+
+    def run(*argv, json_output=True):
+        capsys.readouterr()
+        assert cli.main([*argv, "--json"] if json_output else list(argv)) == 0
+        out = capsys.readouterr().out
+        return json.loads(out) if json_output else out
+
+    return run

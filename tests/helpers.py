@@ -2,12 +2,13 @@
 
 import json
 import uuid
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg2
+import psycopg2.errors
 
 from devtools import devstack, mailsink
 from services import aws
@@ -24,9 +25,20 @@ def wait_for(check, timeout: float = 30, what: str = "condition"):
 
 
 def query(database_url: str, sql: str, params=()):
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+    # Closed here, not when collected: a failing test's traceback would keep it open.
+    with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
+
+
+def refuses(database_url: str, sql: str, *params) -> bool:
+    """Does Postgres refuse this statement as data it cannot take (a bad value, out of range)?"""
+    with closing(psycopg2.connect(database_url)) as conn, conn.cursor() as cur:
+        try:
+            cur.execute(sql, params)
+        except (psycopg2.DataError, psycopg2.errors.ProgramLimitExceeded):
+            return True
+        return False
 
 
 # --- queues ------------------------------------------------------------------------------------
@@ -38,6 +50,12 @@ def queued_envelopes(stack, names) -> list[dict]:
     url = aws.queue_url(sqs, names["events_queue"])
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
     return [envelope.decode(m["Body"]) for m in got]
+
+
+def drain_all(drainer) -> None:
+    """Drain until a receive that waited a second finds nothing."""
+    while drainer.drain_once(wait_seconds=1):
+        pass
 
 
 def send(sqs, queue_url: str, message_bodies: list[str]) -> None:

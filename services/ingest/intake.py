@@ -4,18 +4,27 @@ Each step refuses with an ApiError; the blueprints render it in their own docume
 """
 
 import functools
+import re
 import time
+import uuid
 
-from flask import current_app
+from flask import current_app, request
 from prometheus_client import Counter
 
 from services.api_errors import ApiError, unavailable
 from services.ingest.keys import KeyLookupUnavailable
-from services.ingest.queue import QueueUnavailable, new_batch_id
+from services.ingest.queue import QueueUnavailable
 from services.web import settings
 from shared import envelope
 
 EVENTS_ACCEPTED = Counter("sluice_ingest_events_accepted", "events accepted onto SQS", ["kind"])
+
+# A request's batch id is uuid5(this, "<app id>:<Idempotency-Key>"), so a retry with the same key
+# gets the same batch id in any process, and its events the same (app, batch, sequence) rows,
+# which storing already keeps once. Changing this constant would break that promise for keys
+# in flight across a deploy: never change it.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("5b1c0e8a-3f6d-4e2b-9c71-0d4a8f2e6b93")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII: UUIDs, base64, ULIDs...
 
 
 def receiving(view):
@@ -57,7 +66,7 @@ def enqueue(kind: str, app_id: int, events: list) -> str:
             raise ApiError(400, "INVALID_EVENT", f"[{index}]: text is not valid Unicode.") from None
         if size > limit:
             raise ApiError(413, "PAYLOAD_TOO_LARGE", f"[{index}]: event is {size} bytes, over {limit}.")
-    batch = new_batch_id()
+    batch = batch_id(app_id)
     try:
         bodies = envelope.pack_encoded(
             kind, app_id, batch, encoded, int(time.time() * 1000), settings().message_max_bytes
@@ -69,3 +78,15 @@ def enqueue(kind: str, app_id: int, events: list) -> str:
         raise unavailable("The queue did not accept the events; retry.", 2) from None
     EVENTS_ACCEPTED.labels(kind).inc(len(events))
     return batch
+
+
+def batch_id(app_id: int) -> str:
+    """The request's batch id: derived from its Idempotency-Key when it sends one, else new."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return str(uuid.uuid4())
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(
+            400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 visible ASCII characters."
+        )
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{app_id}:{key}"))

@@ -13,7 +13,6 @@ import collections
 import os
 import threading
 import time
-import uuid
 
 from prometheus_client import Counter, Histogram
 
@@ -213,7 +212,3 @@ class EventQueue:
         with self._cond:
             self._waiting.extendleft(reversed(again))
             self._cond.notify()
-
-
-def new_batch_id() -> str:
-    return str(uuid.uuid4())

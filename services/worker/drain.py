@@ -2,8 +2,10 @@
 
 Celery's SQS transport must never read this queue: it deletes messages that lack Celery's task
 headers. Each receive of up to 10 messages is stored in one transaction; messages are deleted only
-after it commits. A message that cannot be stored is left alone, so SQS redelivers it and, after
-the redrive policy's receive count, parks it in the dead-letter queue.
+after it commits. Events the database refuses are parked in that same transaction
+(services/parking.py), so one bad event never holds back the good ones of its message. A message
+that is not an envelope we can read is left alone, so SQS redelivers it and, after the redrive
+policy's receive count, moves it to the dead-letter queue.
 """
 
 import logging
@@ -13,11 +15,12 @@ import threading
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services import aws
-from services.worker.event_writer import UnknownKind, write_envelopes
+from services import aws, parking
+from services.event_writer import pending
 from services.worker.metrics import (
     FAILED_MESSAGES,
     LAG,
+    PARKED_EVENTS,
     PAUSES,
     STORED_BATCHES,
     STORED_EVENTS,
@@ -28,16 +31,6 @@ from shared import envelope
 log = logging.getLogger("sluice.drain")
 
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, BotoCoreError, ClientError)
-# What the database or our own code says about one message's content: retrying will not help.
-REJECTED = (
-    psycopg2.DataError,
-    psycopg2.IntegrityError,
-    UnknownKind,
-    KeyError,
-    TypeError,
-    ValueError,
-    AttributeError,
-)
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -86,7 +79,7 @@ class Drainer:
                 stop.wait(delay)
 
     def drain_once(self, wait_seconds: int = 0) -> int:
-        """Receive up to 10 messages, store them, delete the stored ones; return how many."""
+        """Receive up to 10 messages, store (or park) their events, delete them; return how many."""
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=10,
@@ -103,29 +96,28 @@ class Drainer:
                 log.error("poison message %s left for the DLQ: %s", message["MessageId"], exc)
         if not decoded:
             return 0
-        with VisibilityExtender(self.sqs, self.queue_url, [m for m, _ in decoded], self.visibility_timeout):
-            stored = self._store_all(decoded)
-        if stored:
-            (self._delete_behind.submit if self._delete_behind else self._delete)(stored)
-        return len(stored)
+        messages = [m for m, _ in decoded]
+        with VisibilityExtender(self.sqs, self.queue_url, messages, self.visibility_timeout):
+            self._store([group for _, env in decoded for group in envelope.groups(env)])
+        (self._delete_behind.submit if self._delete_behind else self._delete)(messages)
+        return len(messages)
 
-    def _store_all(self, decoded) -> list[dict]:
-        """Store all in one transaction; if the database rejects it, store one by one."""
-        try:
-            with self.db.connection() as conn:
-                inserted = write_envelopes(conn, [env for _, env in decoded])
-            STORED_EVENTS.inc(inserted)
-            STORED_BATCHES.inc()
-            return [m for m, _ in decoded]
-        except REJECTED:
-            if len(decoded) == 1:
-                FAILED_MESSAGES.labels("rejected").inc()
-                log.exception("message %s rejected, left for the DLQ", decoded[0][0]["MessageId"])
-                return []
-        stored = []
-        for pair in decoded:
-            stored += self._store_all([pair])
-        return stored
+    def _store(self, groups: list[dict]) -> None:
+        """Store every event in one transaction, parking those the database refuses."""
+        with self.db.connection() as conn:
+            inserted, parked = parking.store_or_park(conn, pending(groups))
+        STORED_EVENTS.inc(inserted)
+        STORED_BATCHES.inc()
+        for item, reason in parked:
+            PARKED_EVENTS.labels(item.kind).inc()
+            log.error(
+                "parked %s event app %s batch %s sequence %s: %s",
+                item.kind,
+                item.app_id,
+                item.batch,
+                item.sequence,
+                reason,
+            )
 
     def _delete(self, messages) -> None:
         answer = self.sqs.delete_message_batch(

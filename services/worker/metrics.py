@@ -20,6 +20,11 @@ STORED_EVENTS = Counter("sluice_drain_events_stored", "events written to Postgre
 STORED_MESSAGES = Counter("sluice_drain_messages_stored", "SQS messages stored and deleted")
 STORED_BATCHES = Counter("sluice_drain_batches_stored", "receive batches committed in one transaction")
 FAILED_MESSAGES = Counter("sluice_drain_messages_failed", "messages left for redelivery", ["reason"])
+PARKED_EVENTS = Counter(
+    "sluice_drain_events_parked",
+    "events the database refused, kept in parked_events with its reason",
+    ["kind"],
+)
 PAUSES = Counter("sluice_drain_pauses", "times a drain thread backed off because Postgres or SQS failed")
 
 

@@ -6,19 +6,32 @@ document's table but the client never sends it, so it is accepted and not requir
 
 A loaded event is the envelope's event form for kind "moesif": the same JSON the client sent,
 unknown keys dropped, times normalised to ISO 8601 in UTC ("2016-08-16T09:21:56.998000Z").
+What api_calls cannot hold (shared/storage_limits.py) is refused, naming the field.
 """
 
 from datetime import UTC, datetime
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from shared.schemas import storage_fields
 from shared.schemas.events import StrictInteger
+from shared.schemas.storage_fields import Text
+from shared.storage_limits import API_CALLS_COLUMNS, INTEGER_RANGES, TIME_RANGE
+
+
+def _utc_text(moment: datetime) -> str:
+    # isoformat, not strftime: %Y does not pad years below 1000, and Postgres reads "1-01-01" as 2001.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class IsoTime(fields.Field):
     """ISO 8601 text; a time without an offset is taken as UTC. Kept as text in UTC."""
 
-    default_error_messages = {"invalid": "Not a valid ISO 8601 date-time."}
+    default_error_messages = {
+        "invalid": "Not a valid ISO 8601 date-time.",
+        "range": f"Must be between {_utc_text(TIME_RANGE[0])} and {_utc_text(TIME_RANGE[1])} "
+        "once its offset is applied.",
+    }
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str):
@@ -29,11 +42,11 @@ class IsoTime(fields.Field):
             raise self.make_error("invalid") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class Jsonish(fields.Raw):
-    """Any JSON value (headers, bodies, metadata): kept as sent."""
+        try:  # an offset can carry a time in year 1 or 9999 past what datetime holds
+            utc = parsed.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("range") from None
+        return _utc_text(utc)
 
 
 class _Base(Schema):
@@ -43,37 +56,42 @@ class _Base(Schema):
 
 class RequestSchema(_Base):
     time = IsoTime(required=True)
-    uri = fields.String(required=True, validate=validate.Length(min=1, max=8192))
-    verb = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    ip_address = fields.String(required=True, validate=validate.Length(max=64))
-    headers = fields.Dict(load_default=None, allow_none=True)
-    body = Jsonish(load_default=None, allow_none=True)
-    api_version = fields.String(load_default=None, allow_none=True)
-    transfer_encoding = fields.String(load_default=None, allow_none=True)
+    uri = Text(required=True, validate=validate.Length(min=1, max=8192))
+    verb = Text(required=True, validate=validate.Length(min=1, max=32))
+    ip_address = Text(required=True, validate=validate.Length(max=64))
+    headers = fields.Dict(load_default=None, allow_none=True, validate=storage_fields.json)
+    body = storage_fields.Json(load_default=None, allow_none=True)
+    api_version = Text(load_default=None, allow_none=True)
+    transfer_encoding = Text(load_default=None, allow_none=True)
 
 
 class ResponseSchema(_Base):
     time = IsoTime(required=True)
     status = StrictInteger(required=True, validate=validate.Range(min=100, max=999))
-    verb = fields.String(load_default=None, allow_none=True)
-    ip_address = fields.String(load_default=None, allow_none=True)
-    headers = fields.Dict(load_default=None, allow_none=True)
-    body = Jsonish(load_default=None, allow_none=True)
-    transfer_encoding = fields.String(load_default=None, allow_none=True)
+    verb = Text(load_default=None, allow_none=True)
+    ip_address = Text(load_default=None, allow_none=True)
+    headers = fields.Dict(load_default=None, allow_none=True, validate=storage_fields.json)
+    body = storage_fields.Json(load_default=None, allow_none=True)
+    transfer_encoding = Text(load_default=None, allow_none=True)
+
+
+_WEIGHT_LOW, _WEIGHT_HIGH = INTEGER_RANGES[API_CALLS_COLUMNS["weight"]]
 
 
 class MoesifEventSchema(_Base):
     request = fields.Nested(RequestSchema, required=True)
     response = fields.Nested(ResponseSchema, required=True)
-    user_id = fields.String(load_default=None, allow_none=True)
-    company_id = fields.String(load_default=None, allow_none=True)
-    session_token = fields.String(load_default=None, allow_none=True)
-    tags = fields.String(load_default=None, allow_none=True)
-    metadata = Jsonish(load_default=None, allow_none=True)
-    direction = fields.String(load_default=None, allow_none=True)
-    weight = StrictInteger(load_default=None, allow_none=True)
-    blocked_by = fields.String(load_default=None, allow_none=True)
-    transaction_id = fields.String(load_default=None, allow_none=True)
+    user_id = Text(load_default=None, allow_none=True)
+    company_id = Text(load_default=None, allow_none=True)
+    session_token = Text(load_default=None, allow_none=True)
+    tags = Text(load_default=None, allow_none=True)
+    metadata = storage_fields.Json(load_default=None, allow_none=True)
+    direction = Text(load_default=None, allow_none=True)
+    weight = StrictInteger(
+        load_default=None, allow_none=True, validate=validate.Range(min=_WEIGHT_LOW, max=_WEIGHT_HIGH)
+    )
+    blocked_by = Text(load_default=None, allow_none=True)
+    transaction_id = Text(load_default=None, allow_none=True)
 
 
 moesif_event_schema = MoesifEventSchema()

@@ -1,21 +1,9 @@
 """The drain loop against real moto SQS and Postgres."""
 
-import pytest
-
-from services.database import Database
 from services.ingest.app import create_app
-from services.settings import IngestSettings, WorkerSettings
-from services.worker.drain import Drainer
+from services.settings import IngestSettings
 from tests.factories import BARCHART_EVENT as EVENT
-from tests.helpers import query
-
-
-@pytest.fixture
-def drainer(stack, names, provisioned):
-    settings = stack.settings(WorkerSettings, **names)
-    db = Database(stack.database_url, maxconn=2)
-    yield Drainer(settings, db)
-    db.close()
+from tests.helpers import drain_all, query
 
 
 def post(stack, names, tenant, events):
@@ -23,11 +11,6 @@ def post(stack, names, tenant, events):
     resp = client.post("/events", json=events, auth=(str(tenant[0]), tenant[1]))
     assert resp.status_code == 200
     return resp.json
-
-
-def drain_all(drainer):
-    while drainer.drain_once(wait_seconds=1):
-        pass
 
 
 def test_posted_events_are_stored_with_their_app_batch_and_sequence(stack, names, tenant, drainer):

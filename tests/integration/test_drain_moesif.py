@@ -2,26 +2,9 @@
 
 import copy
 
-import pytest
-
-from services.database import Database
-from services.settings import WorkerSettings
-from services.worker.drain import Drainer
 from tests.factories import BARCHART_EVENT, MOESIF_CALL
 from tests.factories import envelope_bodies as bodies
-from tests.helpers import query, send
-
-
-@pytest.fixture
-def drainer(stack, names, provisioned):
-    db = Database(stack.database_url, maxconn=2)
-    yield Drainer(stack.settings(WorkerSettings, **names), db)
-    db.close()
-
-
-def drain_all(drainer):
-    while drainer.drain_once(wait_seconds=1):
-        pass
+from tests.helpers import drain_all, query, send
 
 
 def test_a_moesif_call_is_stored_with_every_field(stack, tenant, drainer):
@@ -69,7 +52,7 @@ def test_moesif_and_barchart_in_one_receive_are_stored_once_each_even_when_redel
     app_id = tenant[0]
     calls = [copy.deepcopy(MOESIF_CALL) for _ in range(30)]
     for i, call in enumerate(calls):
-        call["request"]["uri"] = f"/items/{i}"
+        call["request"]["uri"], call["transaction_id"] = f"/items/{i}", f"tx-{i}"
     messages = bodies("moesif", app_id, calls) + bodies("barchart", app_id, [BARCHART_EVENT] * 7)
     send(drainer.sqs, drainer.queue_url, messages + messages)  # every message delivered twice
     drain_all(drainer)
@@ -77,3 +60,21 @@ def test_moesif_and_barchart_in_one_receive_are_stored_once_each_even_when_redel
         stack.database_url, "SELECT count(*), count(DISTINCT uri) FROM api_calls WHERE app_id = %s", (app_id,)
     ) == [(30, 30)]
     assert query(stack.database_url, "SELECT count(*) FROM events WHERE app_id = %s", (app_id,)) == [(7,)]
+
+
+def test_times_in_the_first_and_last_years_are_stored_as_sent(stack, tenant, drainer):
+    app_id = tenant[0]
+    call = {
+        **MOESIF_CALL,
+        "request": {**MOESIF_CALL["request"], "time": "0001-01-01T05:00:00+05:00"},
+        "response": {**MOESIF_CALL["response"], "time": "9999-12-31T23:59:59.999999Z"},
+    }
+    send(drainer.sqs, drainer.queue_url, bodies("moesif", app_id, [call]))
+    drain_all(drainer)
+    assert query(
+        stack.database_url,
+        """SELECT request_time = '0001-01-01T00:00:00Z', response_time = '9999-12-31T23:59:59.999999Z',
+                  request->>'time'
+           FROM api_calls WHERE app_id = %s""",
+        (app_id,),
+    ) == [(True, True, "0001-01-01T00:00:00.000000Z")]

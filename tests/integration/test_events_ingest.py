@@ -128,3 +128,29 @@ def test_open_ingestion_takes_anonymous_traffic_for_the_named_app_only(stack, na
     [env] = queued_envelopes(stack, names)
     assert env["app_id"] == app_id and env["batch"] == resp.json[0]["batch"]
     assert client.post("/events", json=[EVENT], auth=(str(app_id), "sk_wrong")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"customer": "A\u0000B"}, "[0].customer"),  # Postgres text cannot hold U+0000
+        ({"timestamp": 100000000000000000000}, "[0].timestamp"),  # beyond bigint
+        ({"timestamp": 2**63}, "[0].timestamp"),
+        ({"context": ["fine", "nul\u0000"]}, "[0].context[1]"),  # jsonb cannot hold \u0000 either
+        ({"type": "\udfff"}, "[0].type"),  # a lone surrogate is not text at all
+    ],
+)
+def test_a_value_postgres_cannot_store_is_refused_naming_index_and_field(ingest, tenant, bad, field):
+    client, _ = ingest
+    resp = client.post("/events", json=[{**EVENT, **bad}, EVENT], auth=(str(tenant[0]), tenant[1]))
+    assert resp.status_code == 400, resp.json
+    message = resp.json[0]["value"]["message"]
+    assert resp.json[0]["value"]["code"] == "INVALID_EVENT" and message.startswith(f"{field}: "), message
+
+
+def test_the_largest_values_storage_keeps_are_accepted(stack, names, ingest, tenant):
+    client, _ = ingest
+    edge = {**EVENT, "timestamp": 2**63 - 1, "customer": "\ufffe\uffff", "context": ["\U0001f600"]}
+    resp = client.post("/events", json=[edge], auth=(str(tenant[0]), tenant[1]))
+    assert resp.status_code == 200, resp.json
+    assert queued_envelopes(stack, names)[0]["events"] == [edge]

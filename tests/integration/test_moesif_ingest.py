@@ -92,6 +92,31 @@ def test_an_encoding_we_cannot_inflate_gets_415(client, tenant):
     assert resp.status_code == 415 and resp.json["error"]["code"] == "UNSUPPORTED_ENCODING"
 
 
+def with_request(**fields) -> dict:
+    return {**EVENT, "request": {**EVENT["request"], **fields}}
+
+
+@pytest.mark.parametrize(
+    "event, field",
+    [
+        ({**EVENT, "weight": 2**31}, "[1].weight"),  # api_calls.weight is an integer column
+        ({**EVENT, "user_id": "u\u00001"}, "[1].user_id"),
+        ({**EVENT, "metadata": {"deep": [{"x": "nul\u0000"}]}}, "[1].metadata"),
+        (with_request(body={"k\u0000": 1}), "[1].request.body"),  # a NUL in a key, inside jsonb
+        (with_request(headers={"X": "\ud800"}), "[1].request.headers"),
+        (with_request(api_version="1\u0000"), "[1].request.api_version"),
+        # UTC is 1 BC: before the first year the stored UTC text (and Python) can express
+        (with_request(time="0001-01-01T00:00:00+14:00"), "[1].request.time"),
+        (with_request(time="9999-12-31T23:00:00-05:00"), "[1].request.time"),
+    ],
+)
+def test_a_value_postgres_cannot_store_is_refused_naming_index_and_field(client, tenant, event, field):
+    resp = post(client, "/v1/events/batch", [EVENT, event], tenant[1])
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    message = resp.json["error"]["message"]
+    assert resp.json["error"]["code"] == "INVALID_EVENT" and message.startswith(f"{field}: "), message
+
+
 NASTY = [
     b"null",
     b'"s"',

@@ -18,10 +18,10 @@ import pytest
 from services import aws, tenancy
 from services.control import pipeline_rows
 from services.control.app import create_app
+from services.event_writer import write_envelopes
 from services.settings import ControlSettings, WorkerSettings
 from services.worker import delivery
 from services.worker.drivers.http import NO_ANSWER
-from services.worker.event_writer import write_envelopes
 from services.worker.runner import Runner
 from tests.helpers import wait_for
 from tests.receiver import AwsRecorder, Receiver
