@@ -162,8 +162,10 @@ def finish(
         return True
 
 
-def fail_exhausted(conn, stale_seconds: float, max_attempts: int) -> list[str]:
-    """Jobs whose workers died max_attempts times: fail them rather than kill yet another worker."""
+def fail_exhausted(conn, stale_seconds: float, max_attempts: int) -> list[tuple[str, str]]:
+    """Jobs whose workers died max_attempts times: fail them rather than kill yet another worker.
+
+    Returns (id, kind) of each."""
     with conn.cursor() as cur:
         cur.execute(
             """UPDATE render_jobs
@@ -171,10 +173,10 @@ def fail_exhausted(conn, stale_seconds: float, max_attempts: int) -> list[str]:
                            error = 'the worker rendering it was lost ' || attempts || ' times'
                        WHERE status = 'running' AND attempts >= %s
                          AND heartbeat_at < now() - make_interval(secs => %s)
-                       RETURNING id::text""",
+                       RETURNING id::text, kind""",
             (max_attempts, stale_seconds),
         )
-        return [row[0] for row in cur.fetchall()]
+        return [(row[0], row[1]) for row in cur.fetchall()]
 
 
 def requeue_stale(conn, stale_seconds: float) -> list[str]:

@@ -1,6 +1,7 @@
 """What tests do again and again: wait with a deadline, query Postgres, read queues, log a person in."""
 
 import json
+import re
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,16 @@ from shared import envelope
 def wait_for(check, timeout: float = 30, what: str = "condition"):
     """Poll `check` until it returns truthy and return that value; fail at the deadline."""
     return devstack.wait_until(check, timeout, what)
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """Sum of a metric's samples in Prometheus text whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
+        if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
 
 
 def query(database_url: str, sql: str, params=()):

@@ -12,12 +12,30 @@ from contextlib import contextmanager, nullcontext
 
 import psycopg2
 import psycopg2.errors
+from prometheus_client import Counter, Histogram
 
 from services import render_jobs
 from services.worker.s3files import S3File, abort_unfinished, delete_prefix
 from shared.schemas.reports import REPORT_COLUMNS, SOURCE_PREFIX
 
 log = logging.getLogger("sluice.render")
+
+# Renders run in Celery's pool processes: the worker serves these through prometheus_client's
+# multiprocess mode (services/worker/metrics.py).
+RENDER_DURATION = Histogram(
+    "sluice_render_duration_seconds",
+    "time from claiming a job to finishing it, by kind (report, export)",
+    ["kind"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 15, 60, 300, 900, 3600),
+)
+JOBS_FINISHED = Counter(
+    "sluice_render_jobs_finished",
+    "render jobs that ended, by kind and status (done, failed, timeout)",
+    ["kind", "status"],
+)
+for _kind in ("report", "export"):  # at 0 from the start, so increase() sees the first failure
+    for _status in ("done", "failed", "timeout"):
+        JOBS_FINISHED.labels(_kind, _status)
 
 # NULL filter parts fold away at plan time, so one readable statement serves every filter and
 # (app_id, timestamp) still drives the scan. LIMIT one past the cap tells "over the cap" apart.
@@ -208,6 +226,7 @@ def run(settings, db, s3, job_id: str) -> str | None:
     if job is None:
         log.info("job %s is not claimable (done, or another worker has it)", job_id)
         return None
+    started = time.monotonic()
     abort_unfinished(s3, settings.exports_bucket, job_prefix(job))
 
     def beat(rows: int) -> bool:
@@ -253,6 +272,8 @@ def run(settings, db, s3, job_id: str) -> str | None:
     if not finished:
         log.warning("job %s: lost its claim before finishing; another attempt owns it", job.id)
         return None
+    RENDER_DURATION.labels(job.kind).observe(time.monotonic() - started)
+    JOBS_FINISHED.labels(job.kind, status).inc()
     log.info("job %s %s: %d rows in %d files", job.id, status, sink.rows, len(rows))
     return status
 
@@ -273,8 +294,11 @@ def _copy_out(
 def sweep(settings, db, s3, celery_app) -> dict:
     """The beat sweep: fail jobs that lost too many workers, re-enqueue stale ones, expire exports."""
     with db.connection() as conn:
-        failed = render_jobs.fail_exhausted(conn, settings.job_stale_seconds, settings.job_max_attempts)
+        exhausted = render_jobs.fail_exhausted(conn, settings.job_stale_seconds, settings.job_max_attempts)
         requeued = render_jobs.requeue_stale(conn, settings.job_stale_seconds)
+    for _, kind in exhausted:
+        JOBS_FINISHED.labels(kind, "failed").inc()
+    failed = [job_id for job_id, _ in exhausted]
     for job_id in requeued:  # after commit, so the task finds the job queued
         render_jobs.enqueue(celery_app, job_id)
     with db.connection() as conn:

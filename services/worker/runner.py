@@ -17,18 +17,57 @@ import uuid
 from contextlib import contextmanager
 
 import psycopg2
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from services.worker import delivery, drivers
 from shared.channels import PIPELINES_CHANNEL, STORED_CHANNEL
+from shared.schemas.pipelines import DRIVER_CONFIGS
 
 log = logging.getLogger("sluice.pipelines")
 DELIVERED = Counter("sluice_pipeline_events_delivered", "events delivered by pipelines", ["driver"])
 FAILED = Counter("sluice_pipeline_delivery_failures", "failed pipeline deliveries", ["driver"])
+LAG_SECONDS = Gauge(
+    "sluice_pipeline_lag_seconds",
+    "age of the oldest stored event not yet delivered, worst over the pipelines held (0: caught up)",
+    ["driver"],
+    multiprocess_mode="livemax",
+)
 
 CHANNELS = (STORED_CHANNEL, PIPELINES_CHANNEL)
 CLAIM_LIMIT = 100
 SLICE_SECONDS = 5.0  # one pipeline's turn, so a long backfill does not starve the others
+
+
+class PipelineLag:
+    """When the oldest undelivered event of each pipeline this process's runners hold was stored.
+
+    A runner records it whenever it reads a pipeline (or finds it caught up), and publishes the
+    worst age per driver each round, so the gauge keeps growing while a destination refuses.
+    A pipeline not read again for `forget_seconds` went to another worker (or was deleted).
+    """
+
+    def __init__(self):
+        self._oldest: dict[str, tuple[str, float | None, float]] = {}  # id -> (driver, stored, seen)
+        self._lock = threading.Lock()
+
+    def observe(self, pipeline_id: str, driver: str, age: float | None) -> None:
+        now = time.time()
+        with self._lock:
+            self._oldest[pipeline_id] = (driver, None if age is None else now - age, now)
+
+    def publish(self, forget_seconds: float) -> None:
+        now, worst = time.time(), {}
+        with self._lock:
+            for pipeline_id, (driver, stored, seen) in list(self._oldest.items()):
+                if seen < now - forget_seconds:
+                    del self._oldest[pipeline_id]
+                    continue
+                worst[driver] = max(worst.get(driver, 0.0), 0.0 if stored is None else now - stored)
+            for driver in DRIVER_CONFIGS:
+                LAG_SECONDS.labels(driver).set(worst.get(driver, 0.0))
+
+
+LAG = PipelineLag()
 
 
 class Runner:
@@ -85,6 +124,8 @@ class Runner:
             if stop is not None and stop.is_set():
                 break
             busy |= self.deliver(pipeline)
+        # A pipeline waiting out a retry is not claimed, but still lags: remember it that long.
+        LAG.publish(self.settings.pipeline_retry_max_seconds + 2 * lease)
         return busy
 
     def deliver(self, pipeline: delivery.Pipeline) -> bool:
@@ -95,6 +136,7 @@ class Runner:
         while time.monotonic() < deadline:
             with self.transaction() as conn:
                 batch = delivery.read_batch(conn, pipeline.module, pipeline.app_id, pipeline.position, limit)
+                LAG.observe(pipeline.id, pipeline.driver, batch.age if batch else None)
                 if batch is None:
                     if pipeline.label == "INIT" and delivery.mark_ready(conn, pipeline, self.owner):
                         pipeline.label = "READY"
