@@ -4,12 +4,14 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services import dlq, tenancy
+from services import dlq, status, tenancy
+from services.progress import Progress
 from services.settings import CommonSettings, SettingsError
 
 # In a checkout, `make run` records where its Postgres, Redis and moto are; dev.env has the rest.
@@ -127,7 +129,10 @@ def cmd_dlq_list(args):
 
 def cmd_dlq_replay(args):
     sqs, dlq_url, queue_url = _queues()
-    result = dlq.replay(sqs, dlq_url, queue_url, ids=set(args.id) if args.id else None, limit=args.limit)
+    ids = set(args.id) if args.id else None
+    total = len(ids) if ids else args.limit or status.queue_depth(sqs, dlq_url)["visible"]
+    with Progress("moving parked messages back", total, enabled=not args.json) as progress:
+        result = dlq.replay(sqs, dlq_url, queue_url, ids=ids, limit=args.limit, progress=progress.update)
     emit(
         args,
         result,
@@ -139,6 +144,30 @@ def cmd_dlq_replay(args):
         )
         + (f"\nnot in the DLQ: {' '.join(result['not_found'])}" if result["not_found"] else ""),
     )
+
+
+def cmd_status(args) -> int:
+    """Print the status (again every --interval seconds with --watch); 1 when something needs attention."""
+    from services import aws
+
+    settings = CommonSettings.from_env()
+    sqs = aws.client(settings, "sqs", connect_timeout=5, read_timeout=10, retries={"max_attempts": 1})
+    on_terminal = sys.stdout.isatty()
+    healthy = False
+    try:
+        while True:
+            found = status.collect(settings, sqs, args.max_lag)
+            healthy = found["healthy"]
+            if args.watch and on_terminal and not args.json:
+                print("\x1b[H\x1b[2J", end="")  # redraw in place: cursor home, clear the screen
+            emit(args, found, status.text(found))
+            sys.stdout.flush()
+            if not args.watch:
+                break
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    return 0 if healthy else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", action="append", help="only this message id (repeatable); default all")
     p.add_argument("--limit", type=int, default=None, help="move at most this many")
 
+    p = command(groups, "status", cmd_status, "is Sluice healthy? exit code 1 when something needs attention")
+    p.add_argument("--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
+    p.add_argument(
+        "--max-lag",
+        type=float,
+        default=status.DEFAULT_MAX_LAG_SECONDS,
+        help="drain lag in seconds above which status needs attention (default: %(default)s)",
+    )
+
     dev = groups.add_parser("dev", help="local development").add_subparsers(dest="cmd", required=True)
     command(dev, "run", cmd_dev_run, "start the whole trio on this machine (make run)")
     return parser
@@ -193,7 +232,7 @@ def main(argv=None) -> int:
     # `dev run` decides afresh where everything is; a previous run's record would mislead it.
     load_env_files(ENV_FILES[1:] if args.group == "dev" else ENV_FILES)
     try:
-        args.func(args)
+        code = args.func(args)
     except SettingsError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
         return 2
@@ -203,7 +242,7 @@ def main(argv=None) -> int:
     except (BotoCoreError, ClientError) as exc:  # e.g. the queues were never provisioned
         print(f"sluice: AWS error: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

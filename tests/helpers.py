@@ -13,6 +13,7 @@ from devtools import devstack, mailsink
 from services import aws
 from services.database import Database
 from services.settings import CommonSettings, WorkerSettings
+from services.status import queue_depth
 from services.worker.drain import Drainer
 from shared import envelope
 
@@ -68,11 +69,8 @@ def set_redrive(sqs, queue_url: str, dlq_url: str, max_receives: int, visibility
 
 def depth(sqs, queue_url: str) -> tuple[int, int]:
     """(visible, in flight) messages."""
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    found = queue_depth(sqs, queue_url)
+    return found["visible"], found["in_flight"]
 
 
 @contextmanager

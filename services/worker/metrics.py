@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, multi
 from prometheus_client.core import GaugeMetricFamily
 
 from services import aws
+from services.status import queue_depth
 
 log = logging.getLogger("sluice.drain")
 
@@ -102,12 +103,9 @@ class QueueDepthCollector:
         family = self._family()
         try:
             for role, name in (("events", self._settings.events_queue), ("dlq", self._settings.events_dlq)):
-                attrs = self._sqs.get_queue_attributes(
-                    QueueUrl=self._url(name),
-                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-                )["Attributes"]
-                family.add_metric([role, "visible"], float(attrs["ApproximateNumberOfMessages"]))
-                family.add_metric([role, "in_flight"], float(attrs["ApproximateNumberOfMessagesNotVisible"]))
+                depth = queue_depth(self._sqs, self._url(name))
+                family.add_metric([role, "visible"], float(depth["visible"]))
+                family.add_metric([role, "in_flight"], float(depth["in_flight"]))
         except (BotoCoreError, ClientError) as exc:
             # A scrape must not fail because SQS is away; the missing series say so.
             log.warning("queue depth unavailable: %s", exc)
