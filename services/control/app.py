@@ -5,7 +5,7 @@ from celery import Celery
 from flask import Flask
 
 from services import aws
-from services.control import accounts, connectors, exports, pipelines, ratelimit, reports
+from services.control import accounts, connectors, exports, ops, pipelines, ratelimit, reports
 from services.database import Database
 from services.settings import ControlSettings
 from services.web import install_common, openapi_document
@@ -13,7 +13,7 @@ from services.web import install_common, openapi_document
 OPENAPI_PATHS = {
     "/system/version": {"get": {"summary": "Get version", "responses": {"200": {"description": "Version"}}}},
 }
-for _blueprint in (accounts, reports, exports, pipelines):  # pipelines' covers connectors too
+for _blueprint in (accounts, reports, exports, pipelines, ops):  # pipelines' covers connectors too
     OPENAPI_PATHS.update(_blueprint.OPENAPI_PATHS)
 
 
@@ -36,7 +36,7 @@ def create_app(settings: ControlSettings | None = None) -> Flask:
         redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping()
 
     ratelimit.install(app)
-    for blueprint in (accounts, reports, exports, connectors, pipelines):
+    for blueprint in (accounts, reports, exports, connectors, pipelines, ops):
         app.register_blueprint(blueprint.bp)
     install_common(
         app,

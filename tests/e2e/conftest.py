@@ -11,6 +11,18 @@ from devtools import devstack
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
+# Debian's chromium (scripts/bootstrap.sh installs it), driven by playwright: never a browser
+# build of playwright's own.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 class Service:
@@ -125,3 +137,16 @@ def services(stack, names, provisioned, tmp_path):
     yield Factory()
     for service in reversed(started):
         service.stop()
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium, as a person's browser: cookies, scripts, canvas."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make bootstrap` installs Debian's chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
