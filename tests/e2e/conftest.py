@@ -59,44 +59,16 @@ class Service:
 
 def gunicorn(name, module, env, log_dir):
     port = devstack.free_port()
-    cmd = [
-        str(BIN / "gunicorn"),
-        "-c",
-        "deploy/gunicorn.conf.py",
-        "-b",
-        f"127.0.0.1:{port}",
-        f"services.{module}.app:create_app()",
-    ]
-    return Service(name, cmd, env, log_dir, port)
+    return Service(name, devstack.api_command(module, port), env, log_dir, port)
 
 
 def celery_worker(env, log_dir, name="worker"):
-    cmd = [
-        str(BIN / "celery"),
-        "-A",
-        "services.worker.main",
-        "worker",
-        "-l",
-        "INFO",
-        "-c",
-        "1",
-        "-n",
-        f"{name}@%h",
-    ]
+    cmd = devstack.celery_command("worker", "-l", "INFO", "-c", "1", "-n", f"{name}@%h")
     return Service(name, cmd, env, log_dir)
 
 
 def celery_beat(env, log_dir):
-    cmd = [
-        str(BIN / "celery"),
-        "-A",
-        "services.worker.main",
-        "beat",
-        "-l",
-        "INFO",
-        "-s",
-        str(log_dir / "celerybeat-schedule"),
-    ]
+    cmd = devstack.celery_command("beat", "-l", "INFO", "-s", str(log_dir / "celerybeat-schedule"))
     return Service("beat", cmd, env, log_dir)
 
 
