@@ -5,12 +5,14 @@ Side by side, in one run, on private Postgres and moto servers on 127.0.0.1:
            messages' rows, as many connections as a worker process has drain threads;
   floor 2  a raw boto3 receive(10) + delete_message_batch loop over the same queue, as many
            threads as a worker process has drain threads;
-  drain    1 and 2 worker processes, each running the Drainer threads exactly as the Celery
+  drain    1, 2 and 4 worker processes, each running the Drainer threads exactly as the Celery
            DrainStep does. Processes start and connect first and wait on a gate, so Celery's
            boot time is not counted; the clock runs from opening the gate to the last row stored.
 
 Every run uses fresh batch ids, so each stores new rows (no ON CONFLICT shortcut). Prints events/s
-and each drain's ratio to the slower floor (the goal is >= 0.8).
+as the median and range of the runs, each drain's ratio to the slower floor (the goal is >= 0.8),
+and the CPU each component used during the drain runs (from /proc: Postgres with its backends,
+the moto server, the drain processes, this process counting rows), to say what bounds the drain.
 """
 
 import argparse
@@ -18,6 +20,7 @@ import io
 import multiprocessing as mp
 import os
 import queue
+import statistics
 import threading
 import time
 import uuid
@@ -25,6 +28,7 @@ import uuid
 import psycopg2
 
 from bench import timed_threads
+from bench._cpu import Meter
 from devtools import devstack
 from services import aws, tenancy
 from services.database import Database
@@ -157,8 +161,9 @@ def _drain_process(settings, ready, gate, stop) -> None:
     db.close()
 
 
-def drain(settings, app_id: int, expected: int, processes: int) -> float:
-    """Seconds for `processes` drain processes to store `expected` rows of the preloaded queue."""
+def drain(settings, app_id: int, expected: int, processes: int, servers: dict) -> tuple[float, dict]:
+    """Seconds for `processes` drain processes to store `expected` rows of the preloaded queue, and
+    the cores each component used meanwhile (servers: name -> root pids of the stand-ins)."""
     ctx = mp.get_context("spawn")
     ready, gate, stop = ctx.Semaphore(0), ctx.Event(), ctx.Event()
     procs = [ctx.Process(target=_drain_process, args=(settings, ready, gate, stop)) for _ in range(processes)]
@@ -168,15 +173,37 @@ def drain(settings, app_id: int, expected: int, processes: int) -> float:
         if not ready.acquire(timeout=60):
             raise RuntimeError("drain process did not start")
     start_count = _count(settings.database_url, app_id)
+    meter = Meter({**servers, "drain processes": [p.pid for p in procs]})
+    meter.start()
     t0 = time.perf_counter()
     gate.set()
     while _count(settings.database_url, app_id) - start_count < expected:
         time.sleep(0.02)
     elapsed = time.perf_counter() - t0
+    cores = meter.stop()
     stop.set()
     for p in procs:
         p.join(60)
-    return elapsed
+    return elapsed, cores
+
+
+def bound(cores: dict[str, float], machine: int, processes: int) -> str:
+    """What limits the drain: the component nearest to the most CPU it can use (moto is one Python
+    process, so one core; each drain process is held to about one core by its GIL; Postgres may
+    use every core), and whether the machine's cores were all busy."""
+    ceilings = {"moto server": 1, "postgres": machine, "drain processes": processes}
+    nearest = max(ceilings, key=lambda name: cores[name] / ceilings[name])
+    found = (
+        f"{nearest}, at {100 * cores[nearest] / ceilings[nearest]:.0f}% of the "
+        f"{ceilings[nearest]} core{'s' if ceilings[nearest] > 1 else ''} it can use"
+    )
+    total = sum(cores.values())
+    if total >= 0.85 * machine:
+        found += (
+            f"; and the machine's {machine} cores were {100 * total / machine:.0f}% busy "
+            f"({cores['other processes']:.2f} of them by other work)"
+        )
+    return found
 
 
 def main(argv: list[str]) -> int:
@@ -193,7 +220,8 @@ def main(argv: list[str]) -> int:
         default=WorkerSettings.variables()["SLUICE_DRAIN_THREADS"],
         help="drain threads per worker process (and floor concurrency)",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per line")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per line (median and range)")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4], help="drain process counts")
     args = parser.parse_args(argv)
 
     os.environ.update(
@@ -212,6 +240,7 @@ def main(argv: list[str]) -> int:
         url = aws.provision(settings, visibility_timeout=60)["queue_url"]
         sqs = aws.client(settings, "sqs")
         per, total_events = args.events_per_message, args.messages * args.events_per_message
+        servers = {"postgres": [local.procs["postgres"].pid], "moto server": [local.procs["moto"].pid]}
 
         def fresh():
             """A new app (so counting its rows stays cheap) and its preload, with new batch ids."""
@@ -223,39 +252,52 @@ def main(argv: list[str]) -> int:
 
         def copy_run():
             app_id, bodies = fresh()
-            return floor_copy(database_url, app_id, bodies, per, args.threads)
+            return floor_copy(database_url, app_id, bodies, per, args.threads), {}
 
         def sqs_run():
             _preload(sqs, url, fresh()[1])
-            return floor_sqs(settings, url, args.messages, args.threads)
+            return floor_sqs(settings, url, args.messages, args.threads), {}
 
         def drain_run(n):
             def run():
                 app_id, bodies = fresh()
                 _preload(sqs, url, bodies)
-                return drain(settings, app_id, total_events, n)
+                return drain(settings, app_id, total_events, n, servers)
 
             return run
 
+        machine = os.cpu_count() or 1
         print(
             f"drain benchmark: {args.messages} messages x {per} events = {total_events} events per run, "
-            f"best of {args.repeat} (runs interleaved); {args.threads} threads per worker process",
+            f"median and range of {args.repeat} interleaved runs; {args.threads} threads per worker "
+            f"process; {machine} cores",
             flush=True,
         )
         runs = {
             "floor  raw COPY": copy_run,
             "floor  raw boto3 receive+delete": sqs_run,
-            "drain  1 worker process": drain_run(1),
-            "drain  2 worker processes": drain_run(2),
+            **{f"drain  {n} worker process{'es' if n > 1 else ''}": drain_run(n) for n in args.processes},
         }
-        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        cpu: dict[str, list[dict]] = {name: [] for name in runs}
         for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits all alike
             for name, run in runs.items():
-                seconds[name].append(run())
-        rates = {name: total_events / min(times) for name, times in seconds.items()}
-        floor = min(rates["floor  raw COPY"], rates["floor  raw boto3 receive+delete"])
-        for name, rate in rates.items():
+                seconds, cores = run()
+                rates[name].append(total_events / seconds)
+                cpu[name].append(cores)
+        median = {name: statistics.median(r) for name, r in rates.items()}
+        floor = min(median["floor  raw COPY"], median["floor  raw boto3 receive+delete"])
+        for name, r in rates.items():
             streams = f"{args.threads} streams" if name.startswith("floor") else f"x {args.threads} threads"
-            ratio = f"= {rate / floor:.2f} x the slower floor" if name.startswith("drain") else ""
-            print(f"  {name:<34} {streams:<11} {rate:>9.0f} events/s  {ratio}", flush=True)
+            ratio = f"= {median[name] / floor:.2f} x the slower floor" if name.startswith("drain") else ""
+            spread = f"({min(r):.0f}-{max(r):.0f})"
+            print(f"  {name:<34} {streams:<11} {median[name]:>7.0f} events/s {spread:<13} {ratio}")
+        print("CPU during the drain runs, in cores (median of the runs):")
+        for name, samples in cpu.items():
+            if samples and samples[0]:
+                used = {part: statistics.median(s[part] for s in samples) for part in samples[0]}
+                shown = ", ".join(f"{part} {value:.2f}" for part, value in used.items())
+                print(f"  {name:<34} {shown}; total {sum(used.values()):.2f} of {machine}", flush=True)
+                processes = int(name.split()[1])
+                print(f"  {'':<34} bound by {bound(used, machine, processes)}", flush=True)
         return 0
