@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from services.api_errors import ApiError, use_shape, validated
 from services.ingest import middleware_config
-from services.ingest.intake import app_for_key, enqueue, receiving
+from services.ingest.intake import IDEMPOTENCY_HEADER, app_for_key, enqueue, receiving
 from services.openapi import documented
 from services.request_body import read_json
 from services.web import settings
@@ -44,6 +44,7 @@ _SECURITY = [{"moesifApplicationId": []}]
     body=MoesifEventSchema,
     answers=_ACCEPTED,
     errors=_ERRORS,
+    headers=[IDEMPOTENCY_HEADER],
     security=_SECURITY,
 )
 @receiving
@@ -61,6 +62,7 @@ def post_event():
     body=MoesifEventSchema(many=True),
     answers=_ACCEPTED,
     errors=_ERRORS,
+    headers=[IDEMPOTENCY_HEADER],
     security=_SECURITY,
 )
 @receiving

@@ -3,7 +3,7 @@
 from flask import Blueprint, jsonify, request
 
 from services.api_errors import ApiError, use_shape, validated
-from services.ingest.intake import app_for_key, enqueue, receiving
+from services.ingest.intake import IDEMPOTENCY_HEADER, app_for_key, enqueue, receiving
 from services.openapi import documented
 from services.request_body import read_json
 from services.web import settings
@@ -47,6 +47,7 @@ def authenticate() -> int:
     body={"oneOf": [EventSchema(many=True), EventsEnvelopeSchema]},
     answers={200: ("The events as queued, each with its batch and sequence.", EventFullSchema(many=True))},
     errors=(400, 401, 413, 415, 503),
+    headers=[IDEMPOTENCY_HEADER],
     security=[{"basic": []}],
 )
 @receiving
