@@ -44,6 +44,7 @@ from devtools import devstack
 from services import aws, tenancy
 from services.settings import CommonSettings
 from services.status import queue_depth
+from shared.enums import KeyScope
 
 ROOT = Path(__file__).resolve().parents[1]
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -248,7 +249,7 @@ def tenant(database_url: str, name: str) -> tuple[int, str]:
     with psycopg2.connect(database_url) as conn:
         org_id = tenancy.create_org(conn, f"chaos-{name}-{uuid.uuid4().hex[:6]}")
         app_id = tenancy.create_app(conn, org_id, name)
-        _, key = tenancy.create_key(conn, app_id)
+        _, key = tenancy.create_key(conn, app_id, KeyScope.ADMIN)  # fault 4 loads the control API too
     conn.close()
     return app_id, key
 
