@@ -17,8 +17,14 @@ from services.request_body import read_json
 from services.web import settings
 from shared.enums import EventKind
 from shared.errors import simple_error
-from shared.schemas.accepted import GovernanceRuleSchema, MoesifAcceptedSchema, MoesifConfigSchema
-from shared.schemas.api_calls import MoesifEventSchema, validate_moesif_event, validate_moesif_events
+from shared.schemas.api_calls import (
+    GovernanceRuleSchema,
+    MoesifAcceptedSchema,
+    MoesifConfigSchema,
+    MoesifEventSchema,
+    validate_moesif_event,
+    validate_moesif_events,
+)
 
 bp = Blueprint("moesif_events", __name__)
 use_shape(bp, simple_error)

@@ -9,8 +9,13 @@ from services.request_body import read_json
 from services.web import settings
 from shared.enums import EventKind
 from shared.errors import barchart_error
-from shared.schemas.accepted import EventFullSchema, EventsEnvelopeSchema
-from shared.schemas.events import EventSchema, event_full, validate_events
+from shared.schemas.events import (
+    EventFullSchema,
+    EventSchema,
+    EventsEnvelopeSchema,
+    event_full,
+    validate_events,
+)
 
 bp = Blueprint("barchart_events", __name__)
 use_shape(bp, barchart_error)

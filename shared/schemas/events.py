@@ -1,4 +1,4 @@
-"""Barchart events contract (reference 000): Event in, EventFull out."""
+"""Barchart events contract (reference 000): Event in (a bare array or {"events": [...]}), EventFull out."""
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -32,6 +32,19 @@ class EventSchema(Schema):
 
 
 event_schema = EventSchema()
+
+
+class EventsEnvelopeSchema(Schema):
+    """The real Barchart client's body: the array wrapped in {"events": [...]}."""
+
+    events = fields.List(fields.Nested(EventSchema), required=True)
+
+
+class EventFullSchema(EventSchema):
+    """EventFull: the Event plus the request's batch id and the event's 0-based index in it."""
+
+    batch = fields.UUID(required=True)
+    sequence = fields.Integer(required=True)
 
 
 def validate_events(items) -> list[dict]:
