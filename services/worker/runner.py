@@ -156,6 +156,9 @@ class Runner:
             delivery.give_back(conn, self.owner, [p.id for p in pipelines] + in_flight)
         # The longest waiting first, so that those an app's limit held back go first next round.
         self._turns = {p.id: self._turns.get(p.id, 0.0) for p in pipelines}
+        with self._lock:  # drivers of pipelines no longer ours (deleted, reset, taken over) go
+            held = self._turns.keys() | self._in_flight.keys()
+            self._drivers = {key: d for key, d in self._drivers.items() if key[0] in held}
         pipelines.sort(key=lambda p: self._turns[p.id])
         begun = [self._hand_over(pipeline) for pipeline in pipelines]
         LAG.publish(self._lag_memory())
@@ -254,11 +257,16 @@ class Runner:
 
     def _driver(self, pipeline: delivery.Pipeline) -> drivers.Driver:
         key = (pipeline.id, pipeline.generation)
-        if key not in self._drivers:
-            self._drivers[key] = drivers.build(
+        with self._lock:
+            driver = self._drivers.get(key)
+        if driver is None:  # built outside the lock: an S3 driver may first assume a role
+            driver = drivers.build(
                 pipeline.driver, pipeline.config, self.settings, pipeline.id, pipeline.app_id
             )
-        return self._drivers[key]
+            with self._lock:  # a reset's new generation replaces the old one's driver
+                self._drivers = {k: d for k, d in self._drivers.items() if k[0] != pipeline.id}
+                self._drivers[key] = driver
+        return driver
 
     # --- waking up -------------------------------------------------------------------------------
 

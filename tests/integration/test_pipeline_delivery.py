@@ -306,6 +306,24 @@ def test_noop_and_stdout_connectors_move_the_cursor(db, tenant, control, make_ru
     assert [e["type"] for e in lines] == ["T0", "T1"]
 
 
+def test_a_runner_keeps_drivers_only_for_the_pipelines_it_delivers(
+    db, tenant, control, receiver, make_runner
+):
+    # A worker runs for weeks while tenants reset and delete pipelines: what it keeps must not grow.
+    store_events(db, tenant[0], 3)
+    kept, deleted = (control.pipeline_to("http", {"url": receiver.url}) for _ in range(2))
+    runner = make_runner()
+    run_until(runner, lambda: len(receiver.events()) == 6, "both pipelines delivering")
+    for _ in range(3):
+        control.act(kept, "reset")
+        run_until(runner, lambda: control.get(kept)["state"]["label"] == "READY", "caught up after reset")
+    assert control.client.delete(f"/pipelines/{deleted}", auth=control.auth).status_code == 204
+    tick(runner)
+
+    # (Other tests' pipelines may be this runner's too: only this test's two are looked at.)
+    assert [pipeline for pipeline, _ in runner._drivers if pipeline in (kept, deleted)] == [kept]
+
+
 def test_a_batch_in_flight_across_a_reset_does_not_save_its_position(db, tenant, control, receiver):
     store_events(db, tenant[0], 3)
     pid = control.pipeline_to("http", {"url": receiver.url})
