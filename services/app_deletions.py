@@ -7,23 +7,33 @@ events and API calls, and records how far it got. `sluice admin deletions` shows
 
 from datetime import datetime
 
+from services.aws import QUEUE_RETENTION_SECONDS
+
 # The tables of stored rows an app leaves behind (they carry app_id but no foreign key: the
 # drain writes them without looking the app up).
 STORED_TABLES = ("events", "api_calls", "parked_events")
 
 
 def due(conn, wait_seconds: float) -> list[int]:
-    """Unfinished deletions asked for at least wait_seconds ago, oldest first.
+    """Deletions asked for at least wait_seconds ago with work left, oldest first.
 
     The wait lets what was in flight for the app land first: renders notice their job is gone at
-    their next heartbeat, and events accepted just before arrive through the queue.
+    their next heartbeat, and events accepted just before arrive through the queue. A queue that
+    lags (or a DLQ replay) can still store the app's events after its deletion finished: until
+    SQS would have dropped the last message sent before the deletion, a finished deletion is due
+    again when rows of the app turn up.
     """
+    rows_left = " OR ".join(
+        f"EXISTS (SELECT 1 FROM {table} WHERE app_id = d.app_id)" for table in STORED_TABLES
+    )
     with conn.cursor() as cur:
         cur.execute(
-            """SELECT app_id FROM app_deletions
-                       WHERE finished_at IS NULL AND requested_at < now() - make_interval(secs => %s)
-                       ORDER BY requested_at""",
-            (wait_seconds,),
+            f"""SELECT app_id FROM app_deletions d
+                        WHERE requested_at < now() - make_interval(secs => %s)
+                          AND (finished_at IS NULL
+                               OR finished_at > now() - make_interval(secs => %s) AND ({rows_left}))
+                        ORDER BY requested_at""",
+            (wait_seconds, QUEUE_RETENTION_SECONDS),
         )
         return [row[0] for row in cur.fetchall()]
 

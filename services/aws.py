@@ -34,6 +34,10 @@ def queue_url(sqs, name: str) -> str:
     return sqs.get_queue_url(QueueName=name)["QueueUrl"]
 
 
+# How long SQS keeps a message (its maximum, 14 days), in the events queue and in its DLQ alike.
+QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+
+
 def provision(settings, visibility_timeout: int = 60) -> dict:
     """Create the events queue with its dead-letter queue and redrive policy, and the bucket.
 
@@ -41,7 +45,7 @@ def provision(settings, visibility_timeout: int = 60) -> dict:
     """
     sqs = client(settings, "sqs")
     dlq_url = sqs.create_queue(
-        QueueName=settings.events_dlq, Attributes={"MessageRetentionPeriod": "1209600"}
+        QueueName=settings.events_dlq, Attributes={"MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS)}
     )["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -51,7 +55,7 @@ def provision(settings, visibility_timeout: int = 60) -> dict:
         QueueName=settings.events_queue,
         Attributes={
             "VisibilityTimeout": str(visibility_timeout),
-            "MessageRetentionPeriod": "1209600",
+            "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
             "RedrivePolicy": redrive,
         },
     )["QueueUrl"]

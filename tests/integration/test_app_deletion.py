@@ -120,6 +120,24 @@ def test_a_deletion_out_of_time_goes_on_at_the_next_sweep(stack, db, worker):
     assert stored(stack, pat.app_id) == (0, 0, 0)
 
 
+def test_events_stored_after_the_deletion_finished_are_deleted_too(stack, db, worker):
+    # The queue lagged: events accepted just before the deletion reach Postgres after the purge.
+    settings, s3 = worker
+    pat = person(db)
+    with db.connection() as conn:
+        tenancy.delete_app(conn, pat.app_id)
+    assert pat.app_id in app_purge.purge_deleted_apps(settings, db, s3, budget_seconds=60)
+    insert_events(db, pat.app_id)
+    insert_parked_event(db, pat.app_id)
+    assert stored(stack, pat.app_id) == (5, 0, 1)
+
+    assert pat.app_id in app_purge.purge_deleted_apps(settings, db, s3, budget_seconds=60)
+    assert stored(stack, pat.app_id) == (0, 0, 0)
+    [finished] = [d for d in deletions(stack) if d["app_id"] == pat.app_id]
+    assert (finished["state"], finished["rows_deleted"]) == ("finished", 6)
+    assert pat.app_id not in app_purge.purge_deleted_apps(settings, db, s3, budget_seconds=60)
+
+
 def deletions(stack) -> list[dict]:
     """What an operator sees: `sluice admin deletions --json`."""
     done = subprocess.run(
