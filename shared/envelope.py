@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from shared import jsontext
 from shared.enums import EventKind
 from shared.storage_limits import BIGINT, ENVELOPE_COLUMNS, INTEGER_RANGES
 
@@ -82,7 +83,7 @@ def _dumps(obj) -> str:
 def encode_event(event) -> bytes:
     """An event's JSON as it sits inside an envelope (callers check its size). Raises
     UnicodeEncodeError for text that is not Unicode (a lone surrogate)."""
-    return _dumps(event).encode()
+    return jsontext.dumps(event)
 
 
 def encode_events(events: list) -> list[bytes]:
@@ -159,10 +160,15 @@ def pack_message(groups: Sequence[Group], max_bytes: int) -> tuple[str, int]:
         raise EnvelopeError(f"an event alone is larger than the message limit of {max_bytes} bytes")
     if count == available or not body.startswith(GZIP_PREFIX):
         return body, count
-    # It compresses: grow by the observed ratio and back off until the compressed body fits.
+    # It compresses: try as much as the observed ratio says fits (often all that waits, in one
+    # go), and only when that overflows, search between the two for the most that fits.
     ratio = len(body) / size
     lo, hi = count, min(available, int(count / max(ratio, 0.05)))
+    candidate = encode_body(_raw_message(groups, hi))
+    if len(candidate.encode()) <= max_bytes:
+        return candidate, hi
     best = (body, count)
+    hi -= 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
         candidate = encode_body(_raw_message(groups, mid))
@@ -221,8 +227,10 @@ def decode(body: str) -> list[dict]:
     first_sequence, received_ms and events; raise EnvelopeError for anything else."""
     try:
         if body.startswith(GZIP_PREFIX):
-            body = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :], validate=True)).decode()
-        envelope = json.loads(body)
+            raw = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :], validate=True))
+        else:
+            raw = body.encode()
+        envelope = jsontext.loads(raw)
     except (ValueError, OSError, EOFError, RecursionError) as exc:
         raise EnvelopeError(f"unreadable body: {exc}") from exc
     if not isinstance(envelope, dict):
