@@ -1,6 +1,9 @@
 """`make bench BENCH=drain`: events/s drained from a preloaded SQS queue into Postgres.
 
-Side by side, in one run, on private Postgres and moto servers on 127.0.0.1:
+Producers send 1-event and 100-event requests; the queue holds them as the ingest API packs them
+(`--requests-per-message` requests to a message, as a process serving that many at once does:
+64 connections over 2 gunicorn processes make 32). Side by side, in one run, on private Postgres
+and moto servers on 127.0.0.1:
   floor 1  raw COPY of the same rows into the same table (events), one transaction per 10
            messages' rows, as many connections as a worker process has drain threads;
   floor 2  a raw boto3 receive(10) + delete_message_batch loop over the same queue, as many
@@ -9,8 +12,9 @@ Side by side, in one run, on private Postgres and moto servers on 127.0.0.1:
            DrainStep does. Processes start and connect first and wait on a gate, so Celery's
            boot time is not counted; the clock runs from opening the gate to the last row stored.
 
-Every run uses fresh batch ids, so each stores new rows (no ON CONFLICT shortcut). Prints events/s
-and each drain's ratio to the slower floor (the goal is >= 0.8).
+Every run uses fresh batch ids, so each stores new rows (no ON CONFLICT shortcut). Prints events/s,
+each drain's ratio to the slower floor of its request size, and 1-event requests' events/s against
+100-event requests' (the goal is >= 0.8).
 """
 
 import argparse
@@ -18,6 +22,7 @@ import io
 import multiprocessing as mp
 import os
 import queue
+import statistics
 import threading
 import time
 import uuid
@@ -41,14 +46,19 @@ EVENT = {
 }
 
 
-def _bodies(app_id: int, messages: int, per_message: int, received_ms: int) -> list[tuple[str, str]]:
-    """(batch id, SQS body): one message per producer request of `per_message` events."""
-    out = []
-    for _ in range(messages):
-        batch = str(uuid.uuid4())
-        [body] = envelope.pack("barchart", app_id, batch, [EVENT] * per_message, received_ms, 262_144)
-        out.append((batch, body))
-    return out
+def _bodies(app_id: int, events: int, per_request: int, per_message: int, received_ms: int) -> list[str]:
+    """SQS bodies holding `events` events of `per_request`-event requests, `per_message` requests
+    to a message (split where a message is full), as the ingest API packs them."""
+    encoded = [envelope.encode_event(EVENT)] * per_request
+    groups = [
+        envelope.Group("barchart", app_id, str(uuid.uuid4()), 0, received_ms, encoded)
+        for _ in range(events // per_request)
+    ]
+    return [
+        body
+        for start in range(0, len(groups), per_message)
+        for body in envelope.pack_groups(groups[start : start + per_message], 262_144)
+    ]
 
 
 def _preload(sqs, url: str, bodies) -> None:
@@ -56,7 +66,7 @@ def _preload(sqs, url: str, bodies) -> None:
         answer = sqs.send_message_batch(
             QueueUrl=url,
             Entries=[
-                {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(bodies[start : start + 10])
+                {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])
             ],
         )
         assert not answer.get("Failed"), answer["Failed"]
@@ -68,26 +78,27 @@ def _count(database_url: str, app_id: int) -> int:
         return cur.fetchone()[0]
 
 
-def floor_copy(database_url: str, app_id: int, bodies, per_message: int, threads: int) -> float:
+def floor_copy(database_url: str, bodies: list[str], threads: int) -> float:
     """Seconds to COPY the rows straight into events, 10 messages' rows per transaction."""
     received = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
     chunks: queue.Queue = queue.Queue()
     for start in range(0, len(bodies), 10):
         lines = []
-        for batch, _ in bodies[start : start + 10]:
-            for seq in range(per_message):
-                row = (
-                    app_id,
-                    batch,
-                    seq,
-                    EVENT["customer"],
-                    EVENT["product"],
-                    EVENT["type"],
-                    EVENT["timestamp"],
-                    '["watchlist","quotes"]',
-                    received,
-                )
-                lines.append("\t".join(map(_text_field, row)) + "\n")
+        for body in bodies[start : start + 10]:
+            for group in envelope.decode(body):
+                for i, event in enumerate(group["events"]):
+                    row = (
+                        group["app_id"],
+                        group["batch"],
+                        group["first_sequence"] + i,
+                        event["customer"],
+                        event["product"],
+                        event["type"],
+                        event["timestamp"],
+                        '["watchlist","quotes"]',
+                        received,
+                    )
+                    lines.append("\t".join(map(_text_field, row)) + "\n")
         chunks.put("".join(lines))
     conns = [psycopg2.connect(database_url) for _ in range(threads)]
     pool: queue.Queue = queue.Queue()
@@ -161,7 +172,11 @@ def drain(settings, app_id: int, expected: int, processes: int) -> float:
     """Seconds for `processes` drain processes to store `expected` rows of the preloaded queue."""
     ctx = mp.get_context("spawn")
     ready, gate, stop = ctx.Semaphore(0), ctx.Event(), ctx.Event()
-    procs = [ctx.Process(target=_drain_process, args=(settings, ready, gate, stop)) for _ in range(processes)]
+    # Daemonic: an interrupted bench takes its drain processes down with it.
+    procs = [
+        ctx.Process(target=_drain_process, args=(settings, ready, gate, stop), daemon=True)
+        for _ in range(processes)
+    ]
     for p in procs:
         p.start()
     for _ in procs:
@@ -185,16 +200,20 @@ def main(argv: list[str]) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--messages", type=int, default=200, help="messages preloaded per run")
-    parser.add_argument("--events-per-message", type=int, default=100)
+    parser.add_argument("--events", type=int, default=32_000, help="events preloaded per run")
+    parser.add_argument("--sizes", default="1,100", help="events per producer request, runs for each")
+    parser.add_argument(
+        "--requests-per-message", type=int, default=32, help="requests the ingest API packs into a message"
+    )
     parser.add_argument(
         "--threads",
         type=int,
         default=WorkerSettings.variables()["SLUICE_DRAIN_THREADS"],
         help="drain threads per worker process (and floor concurrency)",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per line")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per line: median and range")
     args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.sizes.split(",")]
 
     os.environ.update(
         {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -211,51 +230,70 @@ def main(argv: list[str]) -> int:
         )
         url = aws.provision(settings, visibility_timeout=60)["queue_url"]
         sqs = aws.client(settings, "sqs")
-        per, total_events = args.events_per_message, args.messages * args.events_per_message
 
-        def fresh():
+        def fresh(size: int) -> tuple[int, list[str]]:
             """A new app (so counting its rows stays cheap) and its preload, with new batch ids."""
             with psycopg2.connect(database_url) as conn:
                 app_id = tenancy.create_app(
                     conn, tenancy.create_org(conn, f"bench-{uuid.uuid4().hex[:8]}"), "bench"
                 )
-            return app_id, _bodies(app_id, args.messages, per, int(time.time() * 1000))
+            received_ms = int(time.time() * 1000)
+            return app_id, _bodies(app_id, args.events, size, args.requests_per_message, received_ms)
 
-        def copy_run():
-            app_id, bodies = fresh()
-            return floor_copy(database_url, app_id, bodies, per, args.threads)
+        def copy_run(size):
+            return lambda: floor_copy(database_url, fresh(size)[1], args.threads)
 
-        def sqs_run():
-            _preload(sqs, url, fresh()[1])
-            return floor_sqs(settings, url, args.messages, args.threads)
-
-        def drain_run(n):
+        def sqs_run(size):
             def run():
-                app_id, bodies = fresh()
+                bodies = fresh(size)[1]
                 _preload(sqs, url, bodies)
-                return drain(settings, app_id, total_events, n)
+                return floor_sqs(settings, url, len(bodies), args.threads)
+
+            return run
+
+        def drain_run(size, n):
+            def run():
+                app_id, bodies = fresh(size)
+                _preload(sqs, url, bodies)
+                return drain(settings, app_id, args.events // size * size, n)
 
             return run
 
         print(
-            f"drain benchmark: {args.messages} messages x {per} events = {total_events} events per run, "
-            f"best of {args.repeat} (runs interleaved); {args.threads} threads per worker process",
+            f"drain benchmark: {args.events} events per run in requests of {args.sizes} events, "
+            f"{args.requests_per_message} requests to a message; median and range of {args.repeat} runs "
+            f"(interleaved); {args.threads} threads per worker process",
             flush=True,
         )
-        runs = {
-            "floor  raw COPY": copy_run,
-            "floor  raw boto3 receive+delete": sqs_run,
-            "drain  1 worker process": drain_run(1),
-            "drain  2 worker processes": drain_run(2),
-        }
-        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        for size in sizes:
+            messages = len(fresh(size)[1])
+            print(f"  {size}-event requests: {messages} messages of {args.events / messages:.0f} events")
+        runs = {}
+        for size in sizes:
+            runs[(size, "floor  raw COPY")] = copy_run(size)
+            runs[(size, "floor  raw boto3 receive+delete")] = sqs_run(size)
+            runs[(size, "drain  1 worker process")] = drain_run(size, 1)
+            runs[(size, "drain  2 worker processes")] = drain_run(size, 2)
+        seconds: dict[tuple, list[float]] = {key: [] for key in runs}
         for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits all alike
-            for name, run in runs.items():
-                seconds[name].append(run())
-        rates = {name: total_events / min(times) for name, times in seconds.items()}
-        floor = min(rates["floor  raw COPY"], rates["floor  raw boto3 receive+delete"])
-        for name, rate in rates.items():
+            for key, run in runs.items():
+                seconds[key].append(run())
+        rates = {key: sorted(args.events / s for s in times) for key, times in seconds.items()}
+        median = {key: statistics.median(r) for key, r in rates.items()}
+        for size, name in runs:
+            floor = min(median[(size, "floor  raw COPY")], median[(size, "floor  raw boto3 receive+delete")])
             streams = f"{args.threads} streams" if name.startswith("floor") else f"x {args.threads} threads"
-            ratio = f"= {rate / floor:.2f} x the slower floor" if name.startswith("drain") else ""
-            print(f"  {name:<34} {streams:<11} {rate:>9.0f} events/s  {ratio}", flush=True)
+            ratio = f"= {median[(size, name)] / floor:.2f} x the slower floor" if "drain" in name else ""
+            low, high = rates[(size, name)][0], rates[(size, name)][-1]
+            print(
+                f"  {size:>3}-event {name:<34} {streams:<11} {median[(size, name)]:>9.0f} events/s "
+                f"({low:.0f}-{high:.0f})  {ratio}",
+                flush=True,
+            )
+        if 1 in sizes and 100 in sizes:
+            for name in ("drain  1 worker process", "drain  2 worker processes"):
+                print(
+                    f"  1-event / 100-event requests, {name[7:]}: "
+                    f"{median[(1, name)] / median[(100, name)]:.2f}   (goal >= 0.80)"
+                )
         return 0

@@ -141,7 +141,8 @@ class EventQueue:
         """That request has ended, sent or not."""
         with self._cond:
             self._in_progress -= 1
-            self._cond.notify_all()
+            if not self._others_busy():
+                self._cond.notify()  # a lingering sender need wait no longer
 
     def waiting(self) -> int:
         """How many requests have events that SQS has not been asked to take yet."""
@@ -157,7 +158,10 @@ class EventQueue:
         request = _Request(len(group.events), time.monotonic() + self._deadline)
         with self._cond:
             self._waiting.append(_Part(group, request))
-            self._cond.notify_all()
+            # Wake a sender only when it has something to do: it was idle, or it lingers for
+            # requests that have now all arrived. Every needless wake-up costs the GIL.
+            if len(self._waiting) == 1 or not self._others_busy():
+                self._cond.notify()
         if not request.done.wait(self._deadline + 1):
             request.fail("timed out waiting for SQS")
         if request.error is not None:
@@ -234,7 +238,8 @@ class EventQueue:
         return _Entry(body, owners)
 
     def _requests_waiting(self) -> int:
-        return len({id(p.owner) for p in self._waiting} | {id(o) for e in self._ready for o in e.owners})
+        # A request has at most one part waiting (what did not fit is put back as one part).
+        return len(self._waiting) + sum(len(e.owners) for e in self._ready)
 
     def _others_busy(self) -> bool:
         """Are more requests likely to join this call: fewer are waiting than this process has
