@@ -3,18 +3,20 @@
 Producers send 1-event and 100-event requests; the queue holds them as the ingest API packs them
 (`--requests-per-message` requests to a message, as a process serving that many at once does:
 64 connections over 2 gunicorn processes make 32). Side by side, in one run, on private Postgres
-and moto servers on 127.0.0.1:
+and moto servers on 127.0.0.1, for each request size:
   floor 1  raw COPY of the same rows into the same table (events), one transaction per 10
            messages' rows, as many connections as a worker process has drain threads;
   floor 2  a raw boto3 receive(10) + delete_message_batch loop over the same queue, as many
            threads as a worker process has drain threads;
-  drain    1 and 2 worker processes, each running the Drainer threads exactly as the Celery
+  drain    1, 2 and 4 worker processes, each running the Drainer threads exactly as the Celery
            DrainStep does. Processes start and connect first and wait on a gate, so Celery's
            boot time is not counted; the clock runs from opening the gate to the last row stored.
 
-Every run uses fresh batch ids, so each stores new rows (no ON CONFLICT shortcut). Prints events/s,
-each drain's ratio to the slower floor of its request size, and 1-event requests' events/s against
-100-event requests' (the goal is >= 0.8).
+Every run uses fresh batch ids, so each stores new rows (no ON CONFLICT shortcut). Prints events/s
+as the median and range of the runs, each drain's ratio to the slower floor of its request size
+(the goal is >= 0.8), 1-event requests' events/s against 100-event requests' (the goal is >= 0.8),
+and the CPU each component used during the drain runs (from /proc: Postgres with its backends,
+the moto server, the drain processes, this process counting rows), to say what bounds the drain.
 """
 
 import argparse
@@ -30,6 +32,7 @@ import uuid
 import psycopg2
 
 from bench import timed_threads
+from bench._cpu import Meter
 from devtools import devstack
 from services import aws, tenancy
 from services.database import Database
@@ -168,8 +171,9 @@ def _drain_process(settings, ready, gate, stop) -> None:
     db.close()
 
 
-def drain(settings, app_id: int, expected: int, processes: int) -> float:
-    """Seconds for `processes` drain processes to store `expected` rows of the preloaded queue."""
+def drain(settings, app_id: int, expected: int, processes: int, servers: dict) -> tuple[float, dict]:
+    """Seconds for `processes` drain processes to store `expected` rows of the preloaded queue, and
+    the cores each component used meanwhile (servers: name -> root pids of the stand-ins)."""
     ctx = mp.get_context("spawn")
     ready, gate, stop = ctx.Semaphore(0), ctx.Event(), ctx.Event()
     # Daemonic: an interrupted bench takes its drain processes down with it.
@@ -183,15 +187,37 @@ def drain(settings, app_id: int, expected: int, processes: int) -> float:
         if not ready.acquire(timeout=60):
             raise RuntimeError("drain process did not start")
     start_count = _count(settings.database_url, app_id)
+    meter = Meter({**servers, "drain processes": [p.pid for p in procs]})
+    meter.start()
     t0 = time.perf_counter()
     gate.set()
     while _count(settings.database_url, app_id) - start_count < expected:
         time.sleep(0.02)
     elapsed = time.perf_counter() - t0
+    cores = meter.stop()
     stop.set()
     for p in procs:
         p.join(60)
-    return elapsed
+    return elapsed, cores
+
+
+def bound(cores: dict[str, float], machine: int, processes: int) -> str:
+    """What limits the drain: the component nearest to the most CPU it can use (moto is one Python
+    process, so one core; each drain process is held to about one core by its GIL; Postgres may
+    use every core), and whether the machine's cores were all busy."""
+    ceilings = {"moto server": 1, "postgres": machine, "drain processes": processes}
+    nearest = max(ceilings, key=lambda name: cores[name] / ceilings[name])
+    found = (
+        f"{nearest}, at {100 * cores[nearest] / ceilings[nearest]:.0f}% of the "
+        f"{ceilings[nearest]} core{'s' if ceilings[nearest] > 1 else ''} it can use"
+    )
+    total = sum(cores.values())
+    if total >= 0.85 * machine:
+        found += (
+            f"; and the machine's {machine} cores were {100 * total / machine:.0f}% busy "
+            f"({cores['other processes']:.2f} of them by other work)"
+        )
+    return found
 
 
 def main(argv: list[str]) -> int:
@@ -211,7 +237,8 @@ def main(argv: list[str]) -> int:
         default=WorkerSettings.variables()["SLUICE_DRAIN_THREADS"],
         help="drain threads per worker process (and floor concurrency)",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs per line: median and range")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per line (median and range)")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4], help="drain process counts")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.sizes.split(",")]
 
@@ -230,6 +257,7 @@ def main(argv: list[str]) -> int:
         )
         url = aws.provision(settings, visibility_timeout=60)["queue_url"]
         sqs = aws.client(settings, "sqs")
+        servers = {"postgres": [local.procs["postgres"].pid], "moto server": [local.procs["moto"].pid]}
 
         def fresh(size: int) -> tuple[int, list[str]]:
             """A new app (so counting its rows stays cheap) and its preload, with new batch ids."""
@@ -241,13 +269,13 @@ def main(argv: list[str]) -> int:
             return app_id, _bodies(app_id, args.events, size, args.requests_per_message, received_ms)
 
         def copy_run(size):
-            return lambda: floor_copy(database_url, fresh(size)[1], args.threads)
+            return lambda: (floor_copy(database_url, fresh(size)[1], args.threads), {})
 
         def sqs_run(size):
             def run():
                 bodies = fresh(size)[1]
                 _preload(sqs, url, bodies)
-                return floor_sqs(settings, url, len(bodies), args.threads)
+                return floor_sqs(settings, url, len(bodies), args.threads), {}
 
             return run
 
@@ -255,14 +283,15 @@ def main(argv: list[str]) -> int:
             def run():
                 app_id, bodies = fresh(size)
                 _preload(sqs, url, bodies)
-                return drain(settings, app_id, args.events // size * size, n)
+                return drain(settings, app_id, args.events // size * size, n, servers)
 
             return run
 
+        machine = os.cpu_count() or 1
         print(
             f"drain benchmark: {args.events} events per run in requests of {args.sizes} events, "
-            f"{args.requests_per_message} requests to a message; median and range of {args.repeat} runs "
-            f"(interleaved); {args.threads} threads per worker process",
+            f"{args.requests_per_message} requests to a message; median and range of {args.repeat} "
+            f"interleaved runs; {args.threads} threads per worker process; {machine} cores",
             flush=True,
         )
         for size in sizes:
@@ -272,28 +301,36 @@ def main(argv: list[str]) -> int:
         for size in sizes:
             runs[(size, "floor  raw COPY")] = copy_run(size)
             runs[(size, "floor  raw boto3 receive+delete")] = sqs_run(size)
-            runs[(size, "drain  1 worker process")] = drain_run(size, 1)
-            runs[(size, "drain  2 worker processes")] = drain_run(size, 2)
-        seconds: dict[tuple, list[float]] = {key: [] for key in runs}
+            for n in args.processes:
+                runs[(size, f"drain  {n} worker process{'es' if n > 1 else ''}")] = drain_run(size, n)
+        rates: dict[tuple, list[float]] = {key: [] for key in runs}
+        cpu: dict[tuple, list[dict]] = {key: [] for key in runs}
         for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits all alike
             for key, run in runs.items():
-                seconds[key].append(run())
-        rates = {key: sorted(args.events / s for s in times) for key, times in seconds.items()}
+                seconds, cores = run()
+                rates[key].append(args.events // key[0] * key[0] / seconds)
+                cpu[key].append(cores)
         median = {key: statistics.median(r) for key, r in rates.items()}
-        for size, name in runs:
+        for (size, name), r in rates.items():
             floor = min(median[(size, "floor  raw COPY")], median[(size, "floor  raw boto3 receive+delete")])
             streams = f"{args.threads} streams" if name.startswith("floor") else f"x {args.threads} threads"
             ratio = f"= {median[(size, name)] / floor:.2f} x the slower floor" if "drain" in name else ""
-            low, high = rates[(size, name)][0], rates[(size, name)][-1]
-            print(
-                f"  {size:>3}-event {name:<34} {streams:<11} {median[(size, name)]:>9.0f} events/s "
-                f"({low:.0f}-{high:.0f})  {ratio}",
-                flush=True,
-            )
+            spread = f"({min(r):.0f}-{max(r):.0f})"
+            rate = median[(size, name)]
+            print(f"  {size:>3}-event {name:<34} {streams:<11} {rate:>7.0f} events/s {spread:<13} {ratio}")
         if 1 in sizes and 100 in sizes:
-            for name in ("drain  1 worker process", "drain  2 worker processes"):
-                print(
-                    f"  1-event / 100-event requests, {name[7:]}: "
-                    f"{median[(1, name)] / median[(100, name)]:.2f}   (goal >= 0.80)"
-                )
+            for size, name in runs:
+                if size == 1 and "drain" in name:
+                    print(
+                        f"  1-event / 100-event requests, {name[7:]}: "
+                        f"{median[(1, name)] / median[(100, name)]:.2f}   (goal >= 0.80)"
+                    )
+        print("CPU during the drain runs, in cores (median of the runs):")
+        for (size, name), samples in cpu.items():
+            if samples and samples[0]:
+                used = {part: statistics.median(s[part] for s in samples) for part in samples[0]}
+                shown = ", ".join(f"{part} {value:.2f}" for part, value in used.items())
+                print(f"  {size:>3}-event {name:<34} {shown}; total {sum(used.values()):.2f} of {machine}")
+                processes = int(name.split()[1])
+                print(f"  {'':<44} bound by {bound(used, machine, processes)}", flush=True)
         return 0

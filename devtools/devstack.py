@@ -159,6 +159,23 @@ def start_moto(port: int, log_path: Path | None = None) -> tuple[subprocess.Pope
     return proc, f"http://127.0.0.1:{port}"
 
 
+def api_command(service: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The command that runs one of the APIs (`ingest`, `control`) under gunicorn on host:port."""
+    return [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "-c",
+        str(Path(__file__).resolve().parents[1] / "deploy/gunicorn.conf.py"),
+        "-b",
+        f"{host}:{port}",
+        f"services.{service}.app:create_app()",
+    ]
+
+
+def celery_command(*args: str) -> list[str]:
+    """`celery -A services.worker.main ARGS...` from this environment."""
+    return [str(Path(sys.executable).parent / "celery"), "-A", "services.worker.main", *args]
+
+
 def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
     """The process's stop signal (SIGTERM unless it set another), then SIGKILL if it lingers."""
     if proc.poll() is not None:

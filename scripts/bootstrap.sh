@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what Sluice needs on a fresh Debian machine: PostgreSQL and Redis servers (Debian
-# packages, only when absent) and the locked Python packages plus the project in .venv.
+# Installs what Sluice needs on a fresh Debian machine: PostgreSQL and Redis servers and Chromium
+# (the ops page's browser test) as Debian packages, only when absent, and the locked Python
+# packages plus the project in .venv.
 # Safe to run again: it reinstalls only when the lock file or pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing ${need[*]} (Debian packages)"

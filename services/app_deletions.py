@@ -1,4 +1,4 @@
-"""The rest of an app's deletion: its files and stored events.
+"""The rest of an app's deletion: its files, stored events and parked events.
 
 tenancy.delete_app removes the app's row (its keys stop working at once) and writes an
 app_deletions row; the worker sweep then deletes the app's files and, in batches, its stored
@@ -9,7 +9,7 @@ from datetime import datetime
 
 # The tables of stored rows an app leaves behind (they carry app_id but no foreign key: the
 # drain writes them without looking the app up).
-STORED_TABLES = ("events", "api_calls")
+STORED_TABLES = ("events", "api_calls", "parked_events")
 
 
 def due(conn, wait_seconds: float) -> list[int]:

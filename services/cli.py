@@ -4,13 +4,15 @@ import argparse
 import json
 import os
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services import app_deletions, dlq, parking, tenancy
+from services import app_deletions, dlq, parking, status, tenancy
+from services.progress import Progress
 from services.settings import CommonSettings, SettingsError
 from shared.enums import KeyScope
 
@@ -176,7 +178,11 @@ def cmd_dlq_replay(args):
     parked_ids = _parked_ids(args.id)
     moved = {"replayed": [], "not_deleted": 0, "not_found": []}
     if message_ids is None or message_ids:
-        moved = dlq.replay(sqs, dlq_url, queue_url, ids=message_ids, limit=args.limit)
+        total = len(message_ids) if message_ids else args.limit or status.queue_depth(sqs, dlq_url)["visible"]
+        with Progress("moving dead-letter messages back", total, enabled=not args.json) as progress:
+            moved = dlq.replay(
+                sqs, dlq_url, queue_url, ids=message_ids, limit=args.limit, progress=progress.update
+            )
     events = {"stored": [], "still_parked": [], "not_found": []}
     if parked_ids is None or parked_ids:
         with closing(_connect()) as conn:
@@ -206,6 +212,30 @@ def _parked_ids(ids: list[str] | None) -> list[int] | None:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def cmd_status(args) -> int:
+    """Print the status (again every --interval seconds with --watch); 1 when something needs attention."""
+    from services import aws
+
+    settings = CommonSettings.from_env()
+    sqs = aws.client(settings, "sqs", connect_timeout=5, read_timeout=10, retries={"max_attempts": 1})
+    on_terminal = sys.stdout.isatty()
+    healthy = False
+    try:
+        while True:
+            found = status.collect(settings, sqs, args.max_lag)
+            healthy = found["healthy"]
+            if args.watch and on_terminal and not args.json:
+                print("\x1b[H\x1b[2J", end="")  # redraw in place: cursor home, clear the screen
+            emit(args, found, status.text(found))
+            sys.stdout.flush()
+            if not args.watch:
+                break
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    return 0 if healthy else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(dlq_group, "drop", cmd_dlq_drop, "delete parked events for good")
     p.add_argument("--id", action="append", required=True, help="a parked event id (repeatable)")
 
+    p = command(groups, "status", cmd_status, "is Sluice healthy? exit code 1 when something needs attention")
+    p.add_argument("--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
+    p.add_argument(
+        "--max-lag",
+        type=float,
+        default=status.DEFAULT_MAX_LAG_SECONDS,
+        help="drain lag in seconds above which status needs attention (default: %(default)s)",
+    )
+
     dev = groups.add_parser("dev", help="local development").add_subparsers(dest="cmd", required=True)
     command(dev, "run", cmd_dev_run, "start the whole trio on this machine (make run)")
     return parser
@@ -287,7 +327,7 @@ def main(argv=None) -> int:
     # `dev run` decides afresh where everything is; a previous run's record would mislead it.
     load_env_files(ENV_FILES[1:] if args.group == "dev" else ENV_FILES)
     try:
-        args.func(args)
+        code = args.func(args)
     except SettingsError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
         return 2
@@ -297,7 +337,7 @@ def main(argv=None) -> int:
     except (BotoCoreError, ClientError) as exc:  # e.g. the queues were never provisioned
         print(f"sluice: AWS error: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ SQS cannot peek, so both commands receive from the DLQ with a visibility timeout
 one pass to see each message once, and give back (visibility 0) whatever they did not move.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from shared import envelope
@@ -78,11 +79,19 @@ def list_messages(sqs, dlq_url: str, limit: int = 100) -> list[dict]:
     return [describe(m) for m in held]
 
 
-def replay(sqs, dlq_url: str, queue_url: str, ids: set[str] | None = None, limit: int | None = None) -> dict:
+def replay(
+    sqs,
+    dlq_url: str,
+    queue_url: str,
+    ids: set[str] | None = None,
+    limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Move parked messages back to the events queue (all, or those in `ids`), unchanged.
 
     Each is sent before it is deleted from the DLQ, so a failure in between leaves a copy in both
-    places, which storing absorbs (it is idempotent), rather than none.
+    places, which storing absorbs (it is idempotent), rather than none. `progress` is told how many
+    have moved after each batch.
     """
     moved: list[dict] = []
     kept: list[dict] = []
@@ -109,6 +118,8 @@ def replay(sqs, dlq_url: str, queue_url: str, ids: set[str] | None = None, limit
                 )
                 not_deleted += len(answer.get("Failed", []))
             moved += chosen
+            if progress is not None:
+                progress(len(moved))
             if ids is not None and {m["MessageId"] for m in moved} >= ids:
                 break
     finally:

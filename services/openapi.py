@@ -159,7 +159,7 @@ def documented_routes(app: Flask) -> set[tuple[str, str]]:
     return {
         (method, openapi_path(rule.rule))
         for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static"
+        if rule.endpoint.rpartition(".")[2] != "static"  # files, not API routes
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
 

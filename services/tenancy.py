@@ -133,6 +133,18 @@ def user_may_manage_app(conn, user_id: int, app_id: int) -> bool:
         return cur.fetchone() is not None
 
 
+def user_apps(conn, user_id: int) -> list[dict]:
+    """Every app of the user's organizations: id, name and the org's name."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT a.id, a.name, o.name FROM apps a JOIN orgs o ON o.id = a.org_id
+                       JOIN org_members m ON m.org_id = a.org_id
+                       WHERE m.user_id = %s ORDER BY o.name, a.id""",
+            (user_id,),
+        )
+        return [{"app_id": app_id, "name": name, "org": org} for app_id, name, org in cur.fetchall()]
+
+
 def list_apps(conn, org_id: int) -> list[dict]:
     """The org's apps with their live keys (id, prefix and scope only: secrets are never kept)."""
     with conn.cursor() as cur:

@@ -3,18 +3,32 @@ and the one way views reach the service's settings and database.
 """
 
 import os
+import time
 from importlib import metadata
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema, fields
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services import api_errors, openapi
 from services.openapi import documented
 
 HTTP_REQUESTS = Counter("sluice_http_requests", "HTTP requests answered", ["service", "endpoint", "status"])
+HTTP_DURATION = Histogram(
+    "sluice_http_request_duration_seconds",
+    "time from reading a request to its answer",
+    ["service", "endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 def version() -> str:
@@ -122,9 +136,19 @@ def install_common(
 
     api_errors.install(app)
 
+    def start_clock():
+        g.sluice_started = time.perf_counter()
+
+    # First of all before-request hooks, so a request the rate limiter refuses is timed too.
+    app.before_request_funcs.setdefault(None, []).insert(0, start_clock)
+
     @app.after_request
     def count(response):
-        HTTP_REQUESTS.labels(service, _endpoint(), str(response.status_code)).inc()
+        endpoint = _endpoint()
+        HTTP_REQUESTS.labels(service, endpoint, str(response.status_code)).inc()
+        started = g.get("sluice_started")
+        if started is not None:  # None only if the request failed before any hook ran
+            HTTP_DURATION.labels(service, endpoint).observe(time.perf_counter() - started)
         return response
 
 

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import re
 import threading
 import uuid
 from contextlib import closing, contextmanager
@@ -18,6 +19,7 @@ from services import aws
 from services.control import sessions
 from services.database import Database
 from services.settings import CommonSettings, WorkerSettings
+from services.status import queue_depth
 from services.worker.drain import Drainer
 from shared import envelope
 
@@ -25,6 +27,16 @@ from shared import envelope
 def wait_for(check, timeout: float = 30, what: str = "condition"):
     """Poll `check` until it returns truthy and return that value; fail at the deadline."""
     return devstack.wait_until(check, timeout, what)
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """Sum of a metric's samples in Prometheus text whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
+        if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
 
 
 def query(database_url: str, sql: str, params=()):
@@ -80,11 +92,8 @@ def set_redrive(sqs, queue_url: str, dlq_url: str, max_receives: int, visibility
 
 def depth(sqs, queue_url: str) -> tuple[int, int]:
     """(visible, in flight) messages."""
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    found = queue_depth(sqs, queue_url)
+    return found["visible"], found["in_flight"]
 
 
 @contextmanager

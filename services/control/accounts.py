@@ -33,7 +33,7 @@ from shared.schemas.accounts import (
     SessionSchema,
     UserSchema,
 )
-from shared.schemas.storable import BIGINT_MAX, storable
+from shared.storage_limits import BIGINT_MAX, storable
 
 bp = Blueprint("accounts", __name__, url_prefix="/api/1")
 use_shape(bp, simple_error)

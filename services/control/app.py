@@ -5,7 +5,7 @@ from celery import Celery
 from flask import Flask
 
 from services import aws
-from services.control import accounts, connectors, exports, pipelines, ratelimit, reports
+from services.control import accounts, connectors, exports, ops, pipelines, ratelimit, reports
 from services.database import Database
 from services.request_body import cap_bodies
 from services.settings import ControlSettings
@@ -37,7 +37,7 @@ def create_app(settings: ControlSettings | None = None) -> Flask:
 
     cap_bodies(app, settings.max_body_bytes)
     ratelimit.install(app)
-    for blueprint in (accounts, reports, exports, connectors, pipelines):
+    for blueprint in (accounts, reports, exports, connectors, pipelines, ops):
         app.register_blueprint(blueprint.bp)
     install_common(
         app,

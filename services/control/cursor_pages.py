@@ -4,7 +4,7 @@ from flask import request
 
 from services.api_errors import ApiError
 from shared.schemas.pipelines import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, decode_token, encode_token, page
-from shared.schemas.storable import BIGINT_MAX
+from shared.storage_limits import BIGINT_MAX
 
 
 def _invalid(message: str) -> ApiError:

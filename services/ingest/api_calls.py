@@ -11,14 +11,20 @@ from flask import Blueprint, Response, jsonify, request
 
 from services.api_errors import ApiError, use_shape, validated
 from services.ingest import middleware_config
-from services.ingest.intake import app_for_key, enqueue, receiving
+from services.ingest.intake import IDEMPOTENCY_HEADER, app_for_key, enqueue, receiving
 from services.openapi import documented
 from services.request_body import read_json
 from services.web import settings
 from shared.enums import EventKind
 from shared.errors import simple_error
-from shared.schemas.accepted import GovernanceRuleSchema, MoesifAcceptedSchema, MoesifConfigSchema
-from shared.schemas.api_calls import MoesifEventSchema, validate_moesif_event, validate_moesif_events
+from shared.schemas.api_calls import (
+    GovernanceRuleSchema,
+    MoesifAcceptedSchema,
+    MoesifConfigSchema,
+    MoesifEventSchema,
+    validate_moesif_event,
+    validate_moesif_events,
+)
 
 bp = Blueprint("moesif_events", __name__)
 use_shape(bp, simple_error)
@@ -44,6 +50,7 @@ _SECURITY = [{"moesifApplicationId": []}]
     body=MoesifEventSchema,
     answers=_ACCEPTED,
     errors=_ERRORS,
+    headers=[IDEMPOTENCY_HEADER],
     security=_SECURITY,
 )
 @receiving
@@ -61,6 +68,7 @@ def post_event():
     body=MoesifEventSchema(many=True),
     answers=_ACCEPTED,
     errors=_ERRORS,
+    headers=[IDEMPOTENCY_HEADER],
     security=_SECURITY,
 )
 @receiving

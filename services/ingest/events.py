@@ -3,14 +3,19 @@
 from flask import Blueprint, jsonify, request
 
 from services.api_errors import ApiError, use_shape, validated
-from services.ingest.intake import app_for_key, enqueue, receiving
+from services.ingest.intake import IDEMPOTENCY_HEADER, app_for_key, enqueue, receiving
 from services.openapi import documented
 from services.request_body import read_json
 from services.web import settings
 from shared.enums import EventKind
 from shared.errors import barchart_error
-from shared.schemas.accepted import EventFullSchema, EventsEnvelopeSchema
-from shared.schemas.events import EventSchema, event_full, validate_events
+from shared.schemas.events import (
+    EventFullSchema,
+    EventSchema,
+    EventsEnvelopeSchema,
+    event_full,
+    validate_events,
+)
 
 bp = Blueprint("barchart_events", __name__)
 use_shape(bp, barchart_error)
@@ -47,6 +52,7 @@ def authenticate() -> int:
     body={"oneOf": [EventSchema(many=True), EventsEnvelopeSchema]},
     answers={200: ("The events as queued, each with its batch and sequence.", EventFullSchema(many=True))},
     errors=(400, 401, 413, 415, 503),
+    headers=[IDEMPOTENCY_HEADER],
     security=[{"basic": []}],
 )
 @receiving

@@ -25,6 +25,13 @@ EVENTS_ACCEPTED = Counter("sluice_ingest_events_accepted", "events accepted onto
 # in flight across a deploy: never change it.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b1c0e8a-3f6d-4e2b-9c71-0d4a8f2e6b93")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII: UUIDs, base64, ULIDs...
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    "description": "the producer's id for this request: a retry with the same key stores nothing twice "
+    "and is answered with the same batch and sequences (docs/ingest.md)",
+}
 
 
 def receiving(view):

@@ -16,12 +16,30 @@ from contextlib import contextmanager, nullcontext
 
 import psycopg2
 import psycopg2.errors
+from prometheus_client import Counter, Histogram
 
 from services import render_jobs
 from services.worker.s3files import S3File, abort_unfinished, discard
 from shared.schemas.reports import REPORT_COLUMNS, SOURCE_PREFIX
 
 log = logging.getLogger("sluice.render")
+
+# Renders run in Celery's pool processes: the worker serves these through prometheus_client's
+# multiprocess mode (services/worker/metrics.py).
+RENDER_DURATION = Histogram(
+    "sluice_render_duration_seconds",
+    "time from claiming a job to finishing it, by kind (report, export)",
+    ["kind"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 15, 60, 300, 900, 3600),
+)
+JOBS_FINISHED = Counter(
+    "sluice_render_jobs_finished",
+    "render jobs that ended, by kind and status (done, failed, timeout)",
+    ["kind", "status"],
+)
+for _kind in ("report", "export"):  # at 0 from the start, so increase() sees the first failure
+    for _status in ("done", "failed", "timeout"):
+        JOBS_FINISHED.labels(_kind, _status)
 
 # NULL filter parts fold away at plan time, so one readable statement serves every filter and
 # (app_id, timestamp) still drives the scan. LIMIT one past the cap tells "over the cap" apart.
@@ -234,6 +252,7 @@ def run(settings, db, s3, job_id: str) -> str | None:
 
 def render_claimed(settings, db, s3, job: render_jobs.Job) -> str | None:
     """Render a job this worker claimed; its final status, or None when it lost the claim."""
+    started = time.monotonic()
     abort_unfinished(s3, settings.exports_bucket, job_prefix(job))
 
     def beat(rows: int) -> bool:
@@ -290,6 +309,8 @@ def render_claimed(settings, db, s3, job: render_jobs.Job) -> str | None:
         log.warning("job %s: lost its claim before finishing", job.id)
         _abandon(settings, db, s3, job)
         return None
+    RENDER_DURATION.labels(job.kind).observe(time.monotonic() - started)
+    JOBS_FINISHED.labels(job.kind, status).inc()
     log.info("job %s %s: %d rows in %d files", job.id, status, sink.rows, len(rows))
     return status
 
@@ -329,6 +350,7 @@ def sweep(settings, db, s3, celery_app) -> dict:
             lost = f"the worker rendering it was lost {job.attempts} times"
             if render_jobs.finish(conn, job, "failed", job.rows_written, error=lost):
                 failed.append(job.id)
+                JOBS_FINISHED.labels(job.kind, "failed").inc()
     with db.connection() as conn:
         requeued = render_jobs.requeue_stale(conn, settings.job_stale_seconds)
     # Tasks waiting are read before jobs queued: a task taken in between then only lowers the

@@ -31,19 +31,58 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import psycopg2
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from services.database import Database
 from services.worker import delivery, drivers
 from shared.channels import PIPELINES_CHANNEL, STORED_CHANNEL
+from shared.schemas.pipelines import DRIVER_CONFIGS
 
 log = logging.getLogger("sluice.pipelines")
 DELIVERED = Counter("sluice_pipeline_events_delivered", "events delivered by pipelines", ["driver"])
 FAILED = Counter("sluice_pipeline_delivery_failures", "failed pipeline deliveries", ["driver"])
+LAG_SECONDS = Gauge(
+    "sluice_pipeline_lag_seconds",
+    "age of the oldest stored event not yet delivered, worst over the pipelines held (0: caught up)",
+    ["driver"],
+    multiprocess_mode="livemax",
+)
 
 CHANNELS = (STORED_CHANNEL, PIPELINES_CHANNEL)
 CLAIM_LIMIT = 100
 SLICE_SECONDS = 5.0  # one pipeline's turn on a sender, so a long backfill does not starve the others
+
+
+class PipelineLag:
+    """When the oldest undelivered event of each pipeline this process's runners hold was stored.
+
+    A runner records it whenever it reads a pipeline (or finds it caught up), and publishes the
+    worst age per driver each round, so the gauge keeps growing while a destination refuses.
+    A pipeline not read again for `forget_seconds` went to another worker (or was deleted).
+    """
+
+    def __init__(self):
+        self._oldest: dict[str, tuple[str, float | None, float]] = {}  # id -> (driver, stored, seen)
+        self._lock = threading.Lock()
+
+    def observe(self, pipeline_id: str, driver: str, age: float | None) -> None:
+        now = time.time()
+        with self._lock:
+            self._oldest[pipeline_id] = (driver, None if age is None else now - age, now)
+
+    def publish(self, forget_seconds: float) -> None:
+        now, worst = time.time(), {}
+        with self._lock:
+            for pipeline_id, (driver, stored, seen) in list(self._oldest.items()):
+                if seen < now - forget_seconds:
+                    del self._oldest[pipeline_id]
+                    continue
+                worst[driver] = max(worst.get(driver, 0.0), 0.0 if stored is None else now - stored)
+            for driver in DRIVER_CONFIGS:
+                LAG_SECONDS.labels(driver).set(worst.get(driver, 0.0))
+
+
+LAG = PipelineLag()
 
 
 class Runner:
@@ -118,7 +157,8 @@ class Runner:
         # The longest waiting first, so that those an app's limit held back go first next round.
         self._turns = {p.id: self._turns.get(p.id, 0.0) for p in pipelines}
         pipelines.sort(key=lambda p: self._turns[p.id])
-        begun = (self._hand_over(pipeline) for pipeline in pipelines)
+        begun = [self._hand_over(pipeline) for pipeline in pipelines]
+        LAG.publish(self._lag_memory())
         return [future for future in begun if future is not None]
 
     def _hand_over(self, pipeline: delivery.Pipeline) -> Future | None:
@@ -134,6 +174,10 @@ class Runner:
         self._turns[pipeline.id] = time.monotonic()
         return self._senders.submit(self._send_slice, pipeline)
 
+    def _lag_memory(self) -> float:
+        # A pipeline waiting out a retry is not claimed, but still lags: remember it that long.
+        return self.settings.pipeline_retry_max_seconds + 2 * self.settings.pipeline_lease_seconds
+
     def _send_slice(self, pipeline: delivery.Pipeline) -> bool:
         """A sender's turn with one pipeline; then the coordinator looks again if anything waits."""
         more = False
@@ -142,6 +186,7 @@ class Runner:
         except Exception as exc:  # Postgres away, or a bug: the pipeline comes back next round
             log.warning("pipeline %s: %r", pipeline.id, exc, exc_info=not isinstance(exc, psycopg2.Error))
         finally:
+            LAG.publish(self._lag_memory())
             with self._lock:
                 del self._in_flight[pipeline.id]
                 passed_over = {("pipeline", pipeline.id), ("app", pipeline.app_id)} & self._passed_over
@@ -165,6 +210,7 @@ class Runner:
                     return False  # paused, stopped, reset, deleted, or taken over
                 label, position = held
                 batch = delivery.read_batch(conn, pipeline.module, pipeline.app_id, position, limit)
+                LAG.observe(pipeline.id, pipeline.driver, batch.age if batch else None)
                 if batch is None:
                     if label == "INIT":
                         delivery.mark_ready(conn, pipeline, self.owner)

@@ -5,13 +5,21 @@ and runs the pipeline delivery loops, each a set of threads that stop on warm sh
 """
 
 import logging
+import os
+import socket
 import threading
 
+import psycopg2
 from celery import bootsteps
+from prometheus_client import Gauge
 
+from services import fleet
 from services.database import Database
 
 log = logging.getLogger("sluice.worker")
+DRAIN_THREADS = Gauge(
+    "sluice_drain_threads_running", "SQS drain threads running in this worker", multiprocess_mode="livesum"
+)
 
 
 class ThreadsStep(bootsteps.StartStopStep):
@@ -47,7 +55,7 @@ class ThreadsStep(bootsteps.StartStopStep):
 
 
 class DrainStep(ThreadsStep):
-    """The SQS drain threads, and the worker's /metrics server."""
+    """The SQS drain threads, the worker's heartbeat row (services/fleet.py), and its /metrics server."""
 
     label = "drain"
     metrics_server = None
@@ -60,13 +68,63 @@ class DrainStep(ThreadsStep):
             self.metrics_server = metrics.serve(
                 settings, settings.worker_metrics_port, settings.worker_metrics_host
             )
-        db = Database(settings.database_url, maxconn=settings.drain_threads + 1)
-        return [Drainer(settings, db).run for _ in range(settings.drain_threads)]
+        # A connection per drain thread, one for the heartbeat, one spare.
+        db = Database(settings.database_url, maxconn=settings.drain_threads + 2)
+        threads = DrainThreads()
+        drains = [threads.counted(Drainer(settings, db).run) for _ in range(settings.drain_threads)]
+        return [*drains, Heartbeat(db, threads, metrics.LAG).run]
 
     def stop(self, worker):
         super().stop(worker)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+
+
+class DrainThreads:
+    """How many drain threads are running: the gauge operators alert on, and the heartbeat's count."""
+
+    def __init__(self):
+        self.running = 0
+        self._lock = threading.Lock()
+
+    def counted(self, run):
+        def counted_run(stop: threading.Event) -> None:
+            self._add(1)
+            try:
+                run(stop)
+            finally:
+                self._add(-1)
+
+        return counted_run
+
+    def _add(self, n: int) -> None:
+        with self._lock:
+            self.running += n
+        DRAIN_THREADS.inc(n)
+
+
+class Heartbeat:
+    """Keeps this worker's heartbeat row fresh, and the drain lag gauge growing between receives."""
+
+    def __init__(self, db, threads: DrainThreads, lag):
+        self.db, self.threads, self.lag = db, threads, lag
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def run(self, stop: threading.Event) -> None:
+        while True:
+            self.lag.refresh()
+            try:
+                with self.db.connection() as conn:
+                    fleet.beat(conn, self.worker, self.threads.running, self.lag.oldest_sent())
+            except psycopg2.Error as exc:  # Postgres away: the drain pauses too; try again next beat
+                log.warning("worker heartbeat not recorded: %s", exc)
+            if stop.wait(fleet.HEARTBEAT_SECONDS):
+                break
+        try:
+            with self.db.connection() as conn:
+                fleet.leave(conn, self.worker)
+        except psycopg2.Error:
+            pass  # the row goes stale and stops counting
 
 
 class PipelineStep(ThreadsStep):

@@ -7,7 +7,7 @@ sends them either way); these schemas describe the parameters and the answers.
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from shared.enums import KeyScope
-from shared.schemas.storable import StoredText
+from shared.schemas import storage_fields
 
 MAX_NAME = 200
 MAX_EMAIL = 254  # RFC 5321's limit for a forward path
@@ -26,7 +26,7 @@ class _Parameters(Schema):
 
 
 class LoginSchema(_Parameters):
-    email = StoredText(
+    email = storage_fields.Text(
         required=True,
         validate=[
             validate.Length(max=MAX_EMAIL, error=_NOT_EMAIL),
@@ -65,12 +65,12 @@ class AppQuerySchema(_Parameters):
     """GET /app: list an org's apps, or create one when app_name is given (the document's form)."""
 
     org_id = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{1,19}$"), metadata=_ID)
-    app_name = StoredText(validate=validate.Length(min=1, max=MAX_NAME))
+    app_name = storage_fields.Text(validate=validate.Length(min=1, max=MAX_NAME))
 
 
 class CreateAppSchema(_Parameters):
     org_id = fields.Raw(required=True, metadata={**_ID, "oneOf": [{"type": "integer"}, {"type": "string"}]})
-    app_name = StoredText(required=True, validate=validate.Length(min=1, max=MAX_NAME))
+    app_name = storage_fields.Text(required=True, validate=validate.Length(min=1, max=MAX_NAME))
     session_key = _SESSION_KEY
 
 

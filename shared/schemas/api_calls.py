@@ -1,4 +1,5 @@
-"""Moesif event ingestion contract (reference 001), as the real `moesifapi` client speaks it.
+"""Moesif event ingestion contract (reference 001), as the real `moesifapi` client and the
+middlewares speak it: the events, the answers and the app config they read.
 
 The document requires request.time/uri/verb/ip_address and response.time/status; the client also
 sends, often as explicit JSON nulls, the optional fields below. `response.verb` is listed in the
@@ -11,7 +12,7 @@ What api_calls cannot hold (shared/storage_limits.py) is refused, naming the fie
 
 from datetime import UTC, datetime
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
 from shared.schemas import storage_fields
 from shared.schemas.events import StrictInteger
@@ -95,6 +96,31 @@ class MoesifEventSchema(_Base):
 
 
 moesif_event_schema = MoesifEventSchema()
+
+
+class MoesifAcceptedSchema(Schema):
+    """Moesif's client reads no body; the batch id lets a producer trace its events."""
+
+    batch = fields.UUID(required=True)
+    count = fields.Integer(required=True)
+
+
+class MoesifConfigSchema(Schema):
+    """The app config Moesif's middlewares read (GET /v1/config): Sluice samples every call."""
+
+    sample_rate = fields.Integer(required=True, metadata={"description": "percent of calls to send: 100"})
+    user_sample_rate = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    company_sample_rate = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    regex_config = fields.List(fields.Dict(), required=True)
+    user_rules = fields.Dict(required=True)
+    company_rules = fields.Dict(required=True)
+
+
+class GovernanceRuleSchema(Schema):
+    """A Moesif governance rule (GET /v1/rules answers a list of them; Sluice has none)."""
+
+    class Meta:
+        unknown = INCLUDE
 
 
 def validate_moesif_events(items) -> list[dict]:

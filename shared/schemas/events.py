@@ -1,9 +1,9 @@
-"""Barchart events contract (reference 000): Event in, EventFull out."""
+"""Barchart events contract (reference 000): Event in (a bare array or {"events": [...]}), EventFull out."""
 
 from marshmallow import Schema, ValidationError, fields, validate
 
 from shared.schemas.storage_fields import Text
-from shared.storage_limits import EVENTS_COLUMNS, INTEGER_RANGES, UNSTORABLE_CHARACTER
+from shared.storage_limits import EVENTS_COLUMNS, INTEGER_RANGES, storable
 
 
 class StrictInteger(fields.Integer):
@@ -34,6 +34,19 @@ class EventSchema(Schema):
 event_schema = EventSchema()
 
 
+class EventsEnvelopeSchema(Schema):
+    """The real Barchart client's body: the array wrapped in {"events": [...]}."""
+
+    events = fields.List(fields.Nested(EventSchema), required=True)
+
+
+class EventFullSchema(EventSchema):
+    """EventFull: the Event plus the request's batch id and the event's 0-based index in it."""
+
+    batch = fields.UUID(required=True)
+    sequence = fields.Integer(required=True)
+
+
 def validate_events(items) -> list[dict]:
     """Validate a list of events; raises ValidationError whose keys are the batch indices."""
     if not isinstance(items, list):
@@ -52,19 +65,14 @@ def _plainly_valid(item) -> bool:
         type(item) is dict
         and item.keys() == _NAMES
         and all(
-            type(item[name]) is str and 1 <= len(item[name]) <= 256 and _storable(item[name])
+            type(item[name]) is str and 1 <= len(item[name]) <= 256 and storable(item[name])
             for name in ("customer", "product", "type")
         )
         and type(item["timestamp"]) is int
         and 0 <= item["timestamp"] <= _TIMESTAMP_MAX
         and type(item["context"]) is list
-        and all(type(c) is str and _storable(c) for c in item["context"])
+        and all(type(c) is str and storable(c) for c in item["context"])
     )
-
-
-def _storable(text: str) -> bool:
-    # isascii() is a flag lookup, and ASCII text holds no surrogate: 4x faster than the regex alone.
-    return "\x00" not in text if text.isascii() else not UNSTORABLE_CHARACTER.search(text)
 
 
 def event_full(event: dict, batch: str, sequence: int) -> dict:

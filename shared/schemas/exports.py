@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from shared.enums import ExportStatus
-from shared.schemas.storable import StoredText
+from shared.schemas import storage_fields
 
 # The entities we export, and the table each one comes from.
 ENTITY_TYPES = ("Event", "ApiCall")
@@ -26,13 +26,13 @@ class _Request(Schema):
     class Meta:
         unknown = EXCLUDE  # Mews clients send more (LanguageCode, EnterpriseIds...); they change nothing here
 
-    ClientToken = StoredText(required=True, validate=validate.Length(min=1, max=1024))
-    AccessToken = StoredText(
+    ClientToken = storage_fields.Text(required=True, validate=validate.Length(min=1, max=1024))
+    AccessToken = storage_fields.Text(
         required=True,
         validate=validate.Length(min=1, max=1024),
         metadata={"description": "the credential: one of the app's API keys"},
     )
-    Client = StoredText(required=True, validate=validate.Length(min=1, max=1024))
+    Client = storage_fields.Text(required=True, validate=validate.Length(min=1, max=1024))
 
 
 class ExportAddSchema(_Request):

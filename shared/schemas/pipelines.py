@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from shared.enums import PipelineState
-from shared.schemas.storable import StoredText, StoredUrl
+from shared.schemas import storage_fields
 
 # Our event streams, by the table that stores them.
 MODULES = ("events", "api_calls")
@@ -131,10 +131,10 @@ def _check_url(url: str) -> None:
 
 
 class HttpConfigSchema(_Strict):
-    url = StoredUrl(required=True, schemes={"http", "https"}, require_tld=False, validate=_check_url)
+    url = storage_fields.Url(required=True, schemes={"http", "https"}, require_tld=False, validate=_check_url)
     headers = fields.Dict(
-        keys=StoredText(validate=validate.Length(min=1)),
-        values=StoredText(),
+        keys=storage_fields.Text(validate=validate.Length(min=1)),
+        values=storage_fields.Text(),
         load_default=dict,
         validate=_check_headers,
     )
@@ -153,9 +153,11 @@ class S3ConfigSchema(_Strict):
     assumes, or neither (the service's own credentials, only for buckets the operator allows)."""
 
     bucket = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"))
-    prefix = StoredText(load_default="", validate=validate.Length(max=512))
+    prefix = storage_fields.Text(load_default="", validate=validate.Length(max=512))
     accessKeyId = fields.String(validate=validate.Regexp(r"^[A-Z0-9]{16,128}$"))
-    secretAccessKey = StoredText(validate=[validate.Length(min=1, max=128), validate.NoneOf([REDACTED])])
+    secretAccessKey = storage_fields.Text(
+        validate=[validate.Length(min=1, max=128), validate.NoneOf([REDACTED])]
+    )
     roleArn = fields.String(validate=validate.Regexp(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"))
     externalId = fields.Raw()  # shown on reads, never taken: see external_id
     batching = fields.Nested(BatchingSchema, load_default=lambda: BatchingSchema().load({}))

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from shared.enums import ReportStatus
-from shared.schemas.storable import BIGINT_MAX, StoredText
+from shared.schemas import storage_fields
+from shared.storage_limits import BIGINT_MAX
 
 # Our job states (render_jobs.status) in the words of the Barchart document.
 REPORT_STATUS = {
@@ -59,8 +60,8 @@ class FilterSchema(Schema):
     """customer and product are required (Barchart's OpenAPI 1.3.0); start and end are optional.
     start is inclusive, end exclusive."""
 
-    customer = StoredText(required=True, validate=validate.Length(min=1, max=256))
-    product = StoredText(required=True, validate=validate.Length(min=1, max=256))
+    customer = storage_fields.Text(required=True, validate=validate.Length(min=1, max=256))
+    product = storage_fields.Text(required=True, validate=validate.Length(min=1, max=256))
     start = EpochMillis(load_default=None, allow_none=True, metadata=_EPOCH_MILLIS_DOC)
     end = EpochMillis(load_default=None, allow_none=True, metadata=_EPOCH_MILLIS_DOC)
 

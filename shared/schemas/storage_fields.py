@@ -1,4 +1,4 @@
-"""marshmallow fields and validators that refuse what the event tables cannot hold.
+"""marshmallow fields and validators that refuse what Postgres cannot hold.
 
 The rules are shared/storage_limits.py's; these only turn its answers into field errors.
 """
@@ -25,6 +25,14 @@ def json(value) -> None:
 
 class Text(fields.String):
     """A string Postgres can store, in a text column or inside jsonb."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators.append(text)
+
+
+class Url(fields.Url):
+    """A URL Postgres can store."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

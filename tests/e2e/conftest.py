@@ -11,6 +11,18 @@ from devtools import devstack
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
+# Debian's chromium (scripts/bootstrap.sh installs it), driven by playwright: never a browser
+# build of playwright's own.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 class Service:
@@ -47,44 +59,16 @@ class Service:
 
 def gunicorn(name, module, env, log_dir):
     port = devstack.free_port()
-    cmd = [
-        str(BIN / "gunicorn"),
-        "-c",
-        "deploy/gunicorn.conf.py",
-        "-b",
-        f"127.0.0.1:{port}",
-        f"services.{module}.app:create_app()",
-    ]
-    return Service(name, cmd, env, log_dir, port)
+    return Service(name, devstack.api_command(module, port), env, log_dir, port)
 
 
 def celery_worker(env, log_dir, name="worker"):
-    cmd = [
-        str(BIN / "celery"),
-        "-A",
-        "services.worker.main",
-        "worker",
-        "-l",
-        "INFO",
-        "-c",
-        "1",
-        "-n",
-        f"{name}@%h",
-    ]
+    cmd = devstack.celery_command("worker", "-l", "INFO", "-c", "1", "-n", f"{name}@%h")
     return Service(name, cmd, env, log_dir)
 
 
 def celery_beat(env, log_dir):
-    cmd = [
-        str(BIN / "celery"),
-        "-A",
-        "services.worker.main",
-        "beat",
-        "-l",
-        "INFO",
-        "-s",
-        str(log_dir / "celerybeat-schedule"),
-    ]
+    cmd = devstack.celery_command("beat", "-l", "INFO", "-s", str(log_dir / "celerybeat-schedule"))
     return Service("beat", cmd, env, log_dir)
 
 
@@ -125,3 +109,16 @@ def services(stack, names, provisioned, no_open_jobs, tmp_path):
     yield Factory()
     for service in reversed(started):
         service.stop()
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium, as a person's browser: cookies, scripts, canvas."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make bootstrap` installs Debian's chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()

@@ -7,7 +7,6 @@ logged-in session cookie. The test hands them over in SLUICE_FUZZ_* environment 
 
 import base64
 import os
-from datetime import UTC, datetime
 
 import schemathesis
 
@@ -24,33 +23,3 @@ def before_call(context, case, kwargs):
     case.cookies = {**(case.cookies or {}), "session_key": session}
     if isinstance(case.body, dict) and "AccessToken" in case.body:
         case.body["AccessToken"] = key
-
-
-# --- TEMPORARY FILTER: remove when the ingest-validation half of issue 11 merges -------------------
-# A Moesif request.time or response.time that leaves Python's datetime range once moved to UTC
-# ("0001-01-01T00:00:00+01:00") is a 500 on the ingest API today. Refusing it (400) belongs to the
-# other half of issue 11; until it lands, such bodies are not sent. Nothing else is filtered.
-@schemathesis.hook
-def filter_case(context, case):
-    if not case.path.startswith(("/moesifapi/events", "/v1/events")):
-        return True
-    events = case.body if isinstance(case.body, list) else [case.body]
-    return not any(_beyond_datetime_in_utc(time) for time in _moesif_times(events))
-
-
-def _moesif_times(events):
-    for event in events:
-        for part in ("request", "response"):
-            if isinstance(event, dict) and isinstance(event.get(part), dict):
-                yield event[part].get("time")
-
-
-def _beyond_datetime_in_utc(time) -> bool:
-    try:
-        moment = datetime.fromisoformat(time)
-        moment.astimezone(UTC)
-    except OverflowError:
-        return True
-    except (TypeError, ValueError):
-        return False
-    return False

@@ -5,7 +5,6 @@ SIGTERM, and across a Postgres outage.
 """
 
 import os
-import re
 import signal
 import uuid
 
@@ -19,7 +18,7 @@ from services.migrations import upgrade
 from services.settings import CommonSettings
 from shared.enums import KeyScope
 from tests.factories import BARCHART_EVENT
-from tests.helpers import depth, query, set_redrive, wait_for
+from tests.helpers import depth, metric, query, set_redrive, wait_for
 
 PER_REQUEST = 25
 NO_METRICS = {"SLUICE_WORKER_METRICS_PORT": "0"}
@@ -89,16 +88,6 @@ def test_sigkill_mid_batch_loses_nothing_and_a_new_worker_stores_exactly_n(
 
     services.worker("worker2", **NO_METRICS)
     settle(sqs, provisioned, stack.database_url, app_id, n)
-
-
-def metric(text: str, name: str, **labels) -> float:
-    """Sum of a metric's samples whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
-        if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
-            total += float(m.group(2))
-    return total
 
 
 def test_two_workers_at_once_store_each_event_once_and_report_it_in_their_metrics(

@@ -32,14 +32,15 @@ def files_of(s3, settings, app_id) -> list[str]:
     ]
 
 
-def stored(stack, app_id) -> tuple[int, int]:
-    [(events, calls)] = query(
+def stored(stack, app_id) -> tuple[int, int, int]:
+    [counts] = query(
         stack.database_url,
         "SELECT (SELECT count(*) FROM events WHERE app_id = %(app)s),"
-        " (SELECT count(*) FROM api_calls WHERE app_id = %(app)s)",
+        " (SELECT count(*) FROM api_calls WHERE app_id = %(app)s),"
+        " (SELECT count(*) FROM parked_events WHERE app_id = %(app)s)",
         {"app": app_id},
     )
-    return events, calls
+    return counts
 
 
 def insert_api_call(db, app_id):
@@ -54,6 +55,15 @@ def insert_api_call(db, app_id):
                 json.dumps(MOESIF_CALL["request"]),
                 json.dumps(MOESIF_CALL["response"]),
             ),
+        )
+
+
+def insert_parked_event(db, app_id):
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO parked_events (app_id, kind, batch, sequence, received_ms, event, reason)
+               VALUES (%s, 'barchart', %s, 0, 0, '{}', 'refused by the database')""",
+            (app_id, str(uuid.uuid4())),
         )
 
 
@@ -72,8 +82,9 @@ def test_deleting_an_app_deletes_its_files_and_stored_events(stack, names, outbo
         insert_many_events(db, who.app_id, 25_000)  # more than one batch of deletes
         insert_events(db, who.app_id)
         insert_api_call(db, who.app_id)
+        insert_parked_event(db, who.app_id)
         rendered_files(db, s3, settings, who.app_id)
-    assert len(files_of(s3, settings, pat.app_id)) == 2 and stored(stack, pat.app_id) == (25_005, 1)
+    assert len(files_of(s3, settings, pat.app_id)) == 2 and stored(stack, pat.app_id) == (25_005, 1, 1)
 
     client = client_for(control_app(stack, outbox, **names))
     session = {"session_key": log_in(client, outbox, pat.email)}
@@ -84,15 +95,13 @@ def test_deleting_an_app_deletes_its_files_and_stored_events(stack, names, outbo
 
     assert pat.app_id in app_purge.purge_deleted_apps(settings, db, s3, budget_seconds=60)
 
-    assert files_of(s3, settings, pat.app_id) == [] and stored(stack, pat.app_id) == (0, 0)
+    assert files_of(s3, settings, pat.app_id) == [] and stored(stack, pat.app_id) == (0, 0, 0)
     [finished] = [d for d in deletions(stack) if d["app_id"] == pat.app_id]
     assert finished["state"] == "finished" and finished["finished_at"]
-    assert (finished["files_deleted"], finished["rows_deleted"], finished["last_error"]) == (2, 25_006, None)
+    assert (finished["files_deleted"], finished["rows_deleted"], finished["last_error"]) == (2, 25_007, None)
     # The neighbour's files and events are untouched, and a finished deletion is not run again.
-    assert len(files_of(s3, settings, neighbour.app_id)) == 2 and stored(stack, neighbour.app_id) == (
-        25_005,
-        1,
-    )
+    assert len(files_of(s3, settings, neighbour.app_id)) == 2
+    assert stored(stack, neighbour.app_id) == (25_005, 1, 1)
     assert pat.app_id not in app_purge.purge_deleted_apps(settings, db, s3, budget_seconds=60)
 
 
@@ -108,7 +117,7 @@ def test_a_deletion_out_of_time_goes_on_at_the_next_sweep(stack, db, worker):
     )  # no time at all
     assert stored(stack, pat.app_id)[0] > 0
     assert pat.app_id in app_purge.purge_deleted_apps(settings, db, s3, budget_seconds=60)
-    assert stored(stack, pat.app_id) == (0, 0)
+    assert stored(stack, pat.app_id) == (0, 0, 0)
 
 
 def deletions(stack) -> list[dict]:

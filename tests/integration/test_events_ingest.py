@@ -4,6 +4,7 @@ import gzip
 import json
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.ingest.app import create_app
 from services.settings import IngestSettings
@@ -154,3 +155,18 @@ def test_the_largest_values_storage_keeps_are_accepted(stack, names, ingest, ten
     resp = client.post("/events", json=[edge], auth=(str(tenant[0]), tenant[1]))
     assert resp.status_code == 200, resp.json
     assert queued_envelopes(stack, names)[0]["events"] == [edge]
+
+
+def test_each_request_is_timed_by_endpoint_in_the_latency_histogram(ingest, tenant):
+    client, _ = ingest
+
+    def timed(endpoint: str) -> float:
+        labels = {"service": "ingest", "endpoint": endpoint}
+        return REGISTRY.get_sample_value("sluice_http_request_duration_seconds_count", labels) or 0
+
+    before = timed("/events"), timed("unmatched")
+    assert client.post("/events", json=[EVENT], auth=(str(tenant[0]), tenant[1])).status_code == 200
+    assert client.post("/events", json=[EVENT], auth=(str(tenant[0]), "sk_wrong")).status_code == 401
+    assert client.get("/no-such-path").status_code == 404
+    assert (timed("/events"), timed("unmatched")) == (before[0] + 2, before[1] + 1)
+    assert "sluice_http_request_duration_seconds_bucket" in client.get("/metrics").get_data(as_text=True)

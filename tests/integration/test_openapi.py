@@ -89,3 +89,12 @@ def test_the_documents_carry_the_contracts_credentials_and_parameters(documents)
     assert events["schema"]["items"] == {"$ref": "#/components/schemas/EventFull"}
     for name in ("Job", "Export", "ConnectorPage", "PipelinePage", "User", "LoginAnswer"):
         assert name in control["components"]["schemas"], name
+
+
+def test_every_ingest_route_documents_the_idempotency_key(documents):
+    posts = [(path, item["post"]) for path, item in documents["ingest"]["paths"].items() if "post" in item]
+    assert len(posts) == 5
+    for path, operation in posts:
+        [header] = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+        assert header["in"] == "header" and not header["required"], path
+        assert "400" in operation["responses"], path

@@ -14,6 +14,7 @@ from concurrent.futures import wait
 
 import psycopg2
 import pytest
+from prometheus_client import REGISTRY
 
 from services import aws, tenancy
 from services.control import pipeline_rows
@@ -23,7 +24,7 @@ from services.settings import ControlSettings, WorkerSettings
 from services.worker import delivery
 from services.worker.drivers.http import NO_ANSWER
 from services.worker.runner import Runner
-from tests.helpers import wait_for
+from tests.helpers import query, wait_for
 from tests.receiver import AwsRecorder, Receiver
 
 LOOPBACK = {"connector_allowed_networks": "127.0.0.0/8"}
@@ -188,6 +189,31 @@ def test_failures_are_retried_with_backoff_and_the_last_error_shows(
     recovered = control.get(pid)
     assert recovered["lastError"]["failures"] == 0 and recovered["delivered"] == 5
     assert [e["type"] for e in receiver.events()] == [f"T{i}" for i in range(5)]
+
+
+def test_the_lag_gauge_shows_the_oldest_undelivered_event_until_it_is_delivered(
+    stack, db, tenant, control, receiver, make_runner
+):
+    def lag() -> float:
+        return REGISTRY.get_sample_value("sluice_pipeline_lag_seconds", {"driver": "http"})
+
+    store_events(db, tenant[0], 3)
+    query(
+        stack.database_url,
+        "UPDATE events SET stored_at = now() - interval '1 hour' WHERE app_id = %s RETURNING id",
+        (tenant[0],),
+    )
+    receiver.fail_next = 1_000
+    pid = control.pipeline_to("http", {"url": receiver.url})
+    runner = make_runner()
+    tick(runner)
+    assert control.get(pid)["lastError"] is not None
+    assert lag() >= 3600  # the destination refuses: the hour-old events wait
+
+    receiver.fail_next = 0
+    run_until(runner, lambda: len(receiver.events()) == 3, "delivery once the destination answers")
+    run_until(runner, lambda: control.get(pid)["state"]["label"] == "READY", "caught up")
+    assert lag() < 60
 
 
 def test_one_runner_owns_a_pipeline_until_its_lease_lapses(db, tenant, control, receiver, make_runner):

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 from celery import Celery
+from prometheus_client import REGISTRY
 
 from services import aws, render_jobs
 from services.settings import WorkerSettings
@@ -40,6 +41,16 @@ def load_job(db, app_id, job: render_jobs.Job) -> render_jobs.Job:
         return render_jobs.get(conn, app_id, job.kind, job.id)
 
 
+def finished(kind: str, status: str) -> float:
+    """Render jobs that ended so, as this process's metrics count them."""
+    labels = {"kind": kind, "status": status}
+    return REGISTRY.get_sample_value("sluice_render_jobs_finished_total", labels) or 0
+
+
+def rendered(kind: str) -> float:
+    return REGISTRY.get_sample_value("sluice_render_duration_seconds_count", {"kind": kind}) or 0
+
+
 def fetch(s3, settings, key) -> bytes:
     return s3.get_object(Bucket=settings.exports_bucket, Key=key)["Body"].read()
 
@@ -59,7 +70,9 @@ def test_report_holds_the_apps_matching_events_in_time_order(settings, s3, db, t
         },
     )
 
+    before = finished("report", "done"), rendered("report")
     assert render.run(settings, db, s3, job.id) == "done"
+    assert (finished("report", "done"), rendered("report")) == (before[0] + 1, before[1] + 1)
 
     done = load_job(db, app_id, job)
     assert done.status == "done" and done.rows_written == 2 and len(done.files) == 1
@@ -246,9 +259,11 @@ def test_the_sweep_retries_silent_jobs_and_fails_hopeless_ones(
         (settings.job_max_attempts, hopeless.id),
     )
 
+    failed_before = finished("report", "failed")
     result = render.sweep(settings, db, s3, app)
 
     assert result["requeued"] == [silent.id] and result["failed"] == [hopeless.id]
+    assert finished("report", "failed") == failed_before + 1
     assert load_job(db, tenant[0], silent).status == "queued"
     assert load_job(db, tenant[0], hopeless).status == "failed"
     assert load_job(db, tenant[0], fresh).status == "running"
