@@ -120,9 +120,10 @@ def test_a_refused_message_fails_only_the_requests_in_it(stack, db, tenant, prox
     proxy.refuse = lambda group: group["app_id"] == refused[0]
 
     def send_more(posts):
-        # Sizes that no two of can share a message except the last two: the refused request
-        # travels alone, in the same call as the message of the other two.
+        # Sizes that no two of can share a message except the last two, and the refused one
+        # first: it travels alone, in the same call as the message of the other two.
         posts.barchart("refused", refused, [event(3600)])
+        wait_for(lambda: ingest.config["QUEUE"].waiting() == 1, what="the refused request to wait")
         posts.barchart("a", tenant, [event(1400)])
         posts.barchart("b", tenant, [event(1400)])
         return 3
