@@ -6,7 +6,8 @@ import time
 
 def timed_threads(n: int, target) -> float:
     """Seconds for `n` threads running `target` at once, from the first start to the last join."""
-    threads = [threading.Thread(target=target) for _ in range(n)]
+    # Daemonic: a bench interrupted while they run must not wait for them to exit.
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(n)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()

@@ -1,6 +1,9 @@
 """`make bench BENCH=drain`: events/s drained from a preloaded SQS queue into Postgres.
 
-Side by side, in one run, on private Postgres and moto servers on 127.0.0.1:
+Producers send 1-event and 100-event requests; the queue holds them as the ingest API packs them
+(`--requests-per-message` requests to a message, as a process serving that many at once does:
+64 connections over 2 gunicorn processes make 32). Side by side, in one run, on private Postgres
+and moto servers on 127.0.0.1, for each request size:
   floor 1  raw COPY of the same rows into the same table (events), one transaction per 10
            messages' rows, as many connections as a worker process has drain threads;
   floor 2  a raw boto3 receive(10) + delete_message_batch loop over the same queue, as many
@@ -10,7 +13,8 @@ Side by side, in one run, on private Postgres and moto servers on 127.0.0.1:
            boot time is not counted; the clock runs from opening the gate to the last row stored.
 
 Every run uses fresh batch ids, so each stores new rows (no ON CONFLICT shortcut). Prints events/s
-as the median and range of the runs, each drain's ratio to the slower floor (the goal is >= 0.8),
+as the median and range of the runs, each drain's ratio to the slower floor of its request size
+(the goal is >= 0.8), 1-event requests' events/s against 100-event requests' (the goal is >= 0.8),
 and the CPU each component used during the drain runs (from /proc: Postgres with its backends,
 the moto server, the drain processes, this process counting rows), to say what bounds the drain.
 """
@@ -45,14 +49,19 @@ EVENT = {
 }
 
 
-def _bodies(app_id: int, messages: int, per_message: int, received_ms: int) -> list[tuple[str, str]]:
-    """(batch id, SQS body): one message per producer request of `per_message` events."""
-    out = []
-    for _ in range(messages):
-        batch = str(uuid.uuid4())
-        [body] = envelope.pack("barchart", app_id, batch, [EVENT] * per_message, received_ms, 262_144)
-        out.append((batch, body))
-    return out
+def _bodies(app_id: int, events: int, per_request: int, per_message: int, received_ms: int) -> list[str]:
+    """SQS bodies holding `events` events of `per_request`-event requests, `per_message` requests
+    to a message (split where a message is full), as the ingest API packs them."""
+    encoded = [envelope.encode_event(EVENT)] * per_request
+    groups = [
+        envelope.Group("barchart", app_id, str(uuid.uuid4()), 0, received_ms, encoded)
+        for _ in range(events // per_request)
+    ]
+    return [
+        body
+        for start in range(0, len(groups), per_message)
+        for body in envelope.pack_groups(groups[start : start + per_message], 262_144)
+    ]
 
 
 def _preload(sqs, url: str, bodies) -> None:
@@ -60,7 +69,7 @@ def _preload(sqs, url: str, bodies) -> None:
         answer = sqs.send_message_batch(
             QueueUrl=url,
             Entries=[
-                {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(bodies[start : start + 10])
+                {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])
             ],
         )
         assert not answer.get("Failed"), answer["Failed"]
@@ -72,26 +81,27 @@ def _count(database_url: str, app_id: int) -> int:
         return cur.fetchone()[0]
 
 
-def floor_copy(database_url: str, app_id: int, bodies, per_message: int, threads: int) -> float:
+def floor_copy(database_url: str, bodies: list[str], threads: int) -> float:
     """Seconds to COPY the rows straight into events, 10 messages' rows per transaction."""
     received = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
     chunks: queue.Queue = queue.Queue()
     for start in range(0, len(bodies), 10):
         lines = []
-        for batch, _ in bodies[start : start + 10]:
-            for seq in range(per_message):
-                row = (
-                    app_id,
-                    batch,
-                    seq,
-                    EVENT["customer"],
-                    EVENT["product"],
-                    EVENT["type"],
-                    EVENT["timestamp"],
-                    '["watchlist","quotes"]',
-                    received,
-                )
-                lines.append("\t".join(map(_text_field, row)) + "\n")
+        for body in bodies[start : start + 10]:
+            for group in envelope.decode(body):
+                for i, event in enumerate(group["events"]):
+                    row = (
+                        group["app_id"],
+                        group["batch"],
+                        group["first_sequence"] + i,
+                        event["customer"],
+                        event["product"],
+                        event["type"],
+                        event["timestamp"],
+                        '["watchlist","quotes"]',
+                        received,
+                    )
+                    lines.append("\t".join(map(_text_field, row)) + "\n")
         chunks.put("".join(lines))
     conns = [psycopg2.connect(database_url) for _ in range(threads)]
     pool: queue.Queue = queue.Queue()
@@ -166,7 +176,11 @@ def drain(settings, app_id: int, expected: int, processes: int, servers: dict) -
     the cores each component used meanwhile (servers: name -> root pids of the stand-ins)."""
     ctx = mp.get_context("spawn")
     ready, gate, stop = ctx.Semaphore(0), ctx.Event(), ctx.Event()
-    procs = [ctx.Process(target=_drain_process, args=(settings, ready, gate, stop)) for _ in range(processes)]
+    # Daemonic: an interrupted bench takes its drain processes down with it.
+    procs = [
+        ctx.Process(target=_drain_process, args=(settings, ready, gate, stop), daemon=True)
+        for _ in range(processes)
+    ]
     for p in procs:
         p.start()
     for _ in procs:
@@ -212,8 +226,11 @@ def main(argv: list[str]) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--messages", type=int, default=200, help="messages preloaded per run")
-    parser.add_argument("--events-per-message", type=int, default=100)
+    parser.add_argument("--events", type=int, default=32_000, help="events preloaded per run")
+    parser.add_argument("--sizes", default="1,100", help="events per producer request, runs for each")
+    parser.add_argument(
+        "--requests-per-message", type=int, default=32, help="requests the ingest API packs into a message"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -223,6 +240,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per line (median and range)")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4], help="drain process counts")
     args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.sizes.split(",")]
 
     os.environ.update(
         {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -239,65 +257,80 @@ def main(argv: list[str]) -> int:
         )
         url = aws.provision(settings, visibility_timeout=60)["queue_url"]
         sqs = aws.client(settings, "sqs")
-        per, total_events = args.events_per_message, args.messages * args.events_per_message
         servers = {"postgres": [local.procs["postgres"].pid], "moto server": [local.procs["moto"].pid]}
 
-        def fresh():
+        def fresh(size: int) -> tuple[int, list[str]]:
             """A new app (so counting its rows stays cheap) and its preload, with new batch ids."""
             with psycopg2.connect(database_url) as conn:
                 app_id = tenancy.create_app(
                     conn, tenancy.create_org(conn, f"bench-{uuid.uuid4().hex[:8]}"), "bench"
                 )
-            return app_id, _bodies(app_id, args.messages, per, int(time.time() * 1000))
+            received_ms = int(time.time() * 1000)
+            return app_id, _bodies(app_id, args.events, size, args.requests_per_message, received_ms)
 
-        def copy_run():
-            app_id, bodies = fresh()
-            return floor_copy(database_url, app_id, bodies, per, args.threads), {}
+        def copy_run(size):
+            return lambda: (floor_copy(database_url, fresh(size)[1], args.threads), {})
 
-        def sqs_run():
-            _preload(sqs, url, fresh()[1])
-            return floor_sqs(settings, url, args.messages, args.threads), {}
-
-        def drain_run(n):
+        def sqs_run(size):
             def run():
-                app_id, bodies = fresh()
+                bodies = fresh(size)[1]
                 _preload(sqs, url, bodies)
-                return drain(settings, app_id, total_events, n, servers)
+                return floor_sqs(settings, url, len(bodies), args.threads), {}
+
+            return run
+
+        def drain_run(size, n):
+            def run():
+                app_id, bodies = fresh(size)
+                _preload(sqs, url, bodies)
+                return drain(settings, app_id, args.events // size * size, n, servers)
 
             return run
 
         machine = os.cpu_count() or 1
         print(
-            f"drain benchmark: {args.messages} messages x {per} events = {total_events} events per run, "
-            f"median and range of {args.repeat} interleaved runs; {args.threads} threads per worker "
-            f"process; {machine} cores",
+            f"drain benchmark: {args.events} events per run in requests of {args.sizes} events, "
+            f"{args.requests_per_message} requests to a message; median and range of {args.repeat} "
+            f"interleaved runs; {args.threads} threads per worker process; {machine} cores",
             flush=True,
         )
-        runs = {
-            "floor  raw COPY": copy_run,
-            "floor  raw boto3 receive+delete": sqs_run,
-            **{f"drain  {n} worker process{'es' if n > 1 else ''}": drain_run(n) for n in args.processes},
-        }
-        rates: dict[str, list[float]] = {name: [] for name in runs}
-        cpu: dict[str, list[dict]] = {name: [] for name in runs}
+        for size in sizes:
+            messages = len(fresh(size)[1])
+            print(f"  {size}-event requests: {messages} messages of {args.events / messages:.0f} events")
+        runs = {}
+        for size in sizes:
+            runs[(size, "floor  raw COPY")] = copy_run(size)
+            runs[(size, "floor  raw boto3 receive+delete")] = sqs_run(size)
+            for n in args.processes:
+                runs[(size, f"drain  {n} worker process{'es' if n > 1 else ''}")] = drain_run(size, n)
+        rates: dict[tuple, list[float]] = {key: [] for key in runs}
+        cpu: dict[tuple, list[dict]] = {key: [] for key in runs}
         for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits all alike
-            for name, run in runs.items():
+            for key, run in runs.items():
                 seconds, cores = run()
-                rates[name].append(total_events / seconds)
-                cpu[name].append(cores)
-        median = {name: statistics.median(r) for name, r in rates.items()}
-        floor = min(median["floor  raw COPY"], median["floor  raw boto3 receive+delete"])
-        for name, r in rates.items():
+                rates[key].append(args.events // key[0] * key[0] / seconds)
+                cpu[key].append(cores)
+        median = {key: statistics.median(r) for key, r in rates.items()}
+        for (size, name), r in rates.items():
+            floor = min(median[(size, "floor  raw COPY")], median[(size, "floor  raw boto3 receive+delete")])
             streams = f"{args.threads} streams" if name.startswith("floor") else f"x {args.threads} threads"
-            ratio = f"= {median[name] / floor:.2f} x the slower floor" if name.startswith("drain") else ""
+            ratio = f"= {median[(size, name)] / floor:.2f} x the slower floor" if "drain" in name else ""
             spread = f"({min(r):.0f}-{max(r):.0f})"
-            print(f"  {name:<34} {streams:<11} {median[name]:>7.0f} events/s {spread:<13} {ratio}")
+            rate = median[(size, name)]
+            print(f"  {size:>3}-event {name:<34} {streams:<11} {rate:>7.0f} events/s {spread:<13} {ratio}")
+        if 1 in sizes and 100 in sizes:
+            for size, name in runs:
+                if size == 1 and "drain" in name:
+                    print(
+                        f"  1-event / 100-event requests, {name[7:]}: "
+                        f"{median[(1, name)] / median[(100, name)]:.2f}   (goal >= 0.80)"
+                    )
         print("CPU during the drain runs, in cores (median of the runs):")
-        for name, samples in cpu.items():
+        for (size, name), samples in cpu.items():
             if samples and samples[0]:
                 used = {part: statistics.median(s[part] for s in samples) for part in samples[0]}
                 shown = ", ".join(f"{part} {value:.2f}" for part, value in used.items())
-                print(f"  {name:<34} {shown}; total {sum(used.values()):.2f} of {machine}", flush=True)
+                print(f"  {size:>3}-event {name:<34} {shown}; total {sum(used.values()):.2f} of {machine}")
                 processes = int(name.split()[1])
-                print(f"  {'':<34} bound by {bound(used, machine, processes)}", flush=True)
+                print(f"  {'':<44} bound by {bound(used, machine, processes)}", flush=True)
         return 0

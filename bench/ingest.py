@@ -1,14 +1,19 @@
-"""POST /events throughput against its two floors, on 127.0.0.1, in one run.
+"""POST /events throughput, SQS messages and calls, and latency against the floors, in one run.
 
-    make bench BENCH=ingest [ARGS="--requests 3000 --concurrency 16"]
+    make bench BENCH=ingest [ARGS="--requests 3000 --sizes 1,10,100 --concurrency 64"]
 
-Three rounds send the same 100-event requests:
+For each request size (events per request), three rounds send the same requests:
   bare   a Flask app that only parses the JSON, under the same gunicorn settings (deploy/gunicorn.conf.py)
   ingest the real ingest API (HTTP Basic key, validation, packing, SQS) under those settings
-  boto3  a raw boto3 loop (a few threads) sending the envelope bodies of the same requests to the same
-         moto queue, 10 to a SendMessageBatch call: the minimum number of SQS requests those bytes need
-moto's send cost grows with queue depth, so every round runs in slices and the queue is purged
-between slices (untimed). The ratios compare rounds of this run only.
+  boto3  a raw boto3 loop (a few threads) sending the same events packed into full messages
+         (SLUICE_MESSAGE_MAX_BYTES each), 10 to a SendMessageBatch call within SQS's 256 KiB: the
+         fewest messages and calls those bytes need
+Then a lone sequential producer (one connection, 1-event requests) against one raw SendMessageBatch
+round trip of one such message. moto's send cost grows with queue depth, so rounds run in slices
+and the queue is recreated between slices (untimed). The ratios compare rounds of this run only.
+
+Packing is bounded by concurrency: a process packs only the requests it is serving at once, so a
+call carries at most `concurrency / workers` requests. The "aware" minimum counts that bound.
 """
 
 import argparse
@@ -24,11 +29,13 @@ import time
 import uuid
 from base64 import b64encode
 from pathlib import Path
+from typing import NamedTuple
 
 from bench import timed_threads
 from devtools import devstack
 from services import aws, tenancy
 from services.database import Database
+from services.ingest.queue import MAX_ENTRIES, MIN_CALL_BYTES
 from services.settings import IngestSettings
 from shared import envelope
 from shared.enums import KeyScope
@@ -43,7 +50,7 @@ AWS_ENV = {
 
 
 def make_bodies(variants: int, per_request: int) -> list[bytes]:
-    """Distinct 100-event requests, shaped like real product analytics events."""
+    """Distinct requests of `per_request` events, shaped like real product analytics events."""
     bodies = []
     for v in range(variants):
         events = [
@@ -106,40 +113,50 @@ def run_http(
     return seconds, latencies
 
 
-def run_boto3(sqs, url: str, messages: list[str], concurrency: int) -> tuple[float, list[float], int]:
-    """Send the bodies 10 to a call, as a raw loop would; (seconds, latencies per call, calls)."""
-    groups, group, size = [], [], 0
-    for body in messages:  # the same grouping limits the ingest API uses: 10 entries, 256 KiB
+def calls_for(messages: list[str]) -> list[list[str]]:
+    """Messages grouped into SendMessageBatch calls: 10 entries and 256 KiB at most each."""
+    calls: list[list[str]] = [[]]
+    size = 0
+    for body in messages:
         n = len(body.encode())
-        if group and (len(group) == 10 or size + n > 262_144):
-            groups.append(group)
-            group, size = [], 0
-        group.append(body)
+        if calls[-1] and (len(calls[-1]) == MAX_ENTRIES or size + n > MIN_CALL_BYTES):
+            calls.append([])
+            size = 0
+        calls[-1].append(body)
         size += n
-    groups.append(group)
-    latencies, lock, it = [], threading.Lock(), iter(groups)
+    return calls
+
+
+def run_boto3(sqs, url: str, calls: list[list[str]], concurrency: int) -> tuple[float, list[float]]:
+    """Send the calls, as a raw loop would; (seconds, latencies per call)."""
+    latencies, lock, it = [], threading.Lock(), iter(calls)
 
     def sender():
         while True:
             with lock:
-                group = next(it, None)
-            if group is None:
+                call = next(it, None)
+            if call is None:
                 return
             t0 = time.perf_counter()
             answer = sqs.send_message_batch(
-                QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(group)]
+                QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(call)]
             )
             latencies.append(time.perf_counter() - t0)
             assert not answer.get("Failed"), answer["Failed"]
 
-    return timed_threads(concurrency, sender), latencies, len(groups)
+    return timed_threads(concurrency, sender), latencies
 
 
-def sqs_requests_made(port: int) -> float:
+def sqs_counts(port: int) -> tuple[float, float]:
+    """(SendMessageBatch calls, messages) the ingest processes have made so far."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
-    return sum(float(v) for v in re.findall(r"^sluice_ingest_sqs_requests_total (\S+)$", text, re.M))
+
+    def total(name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{name} (\S+)$", text, re.M))
+
+    return total("sluice_ingest_sqs_requests_total"), total("sluice_ingest_sqs_entries_per_call_sum")
 
 
 def empty_queue(sqs, settings) -> None:
@@ -153,17 +170,26 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+class Round(NamedTuple):
+    seconds: float
+    latencies: list[float]
+    calls: float = 0
+    messages: float = 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="make bench BENCH=ingest")
-    parser.add_argument("--requests", type=int, default=3000, help="requests per round (100 events each)")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per round")
+    parser.add_argument("--sizes", default="1,10,100", help="events per request, one round each")
     parser.add_argument("--concurrency", type=int, default=64, help="client connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both HTTP rounds)")
     parser.add_argument("--threads", type=int, default=32, help="gunicorn threads per worker (both)")
     parser.add_argument("--boto3-threads", type=int, default=4, help="threads of the raw boto3 loop")
-    parser.add_argument("--slice", type=int, default=100, help="requests between emptying the queue")
-    parser.add_argument("--events-per-request", type=int, default=100)
+    parser.add_argument("--slice", type=int, default=1000, help="requests between emptying the queue")
+    parser.add_argument("--lone", type=int, default=300, help="requests of the lone sequential producer")
     args = parser.parse_args(argv)
     os.environ.update(AWS_ENV)
+    sizes = [int(n) for n in args.sizes.split(",")]
 
     with devstack.private_stack("sluice-bench-") as local:
         db_url, moto_url, root = local.database_url, local.aws_endpoint_url, local.root
@@ -191,75 +217,101 @@ def main(argv: list[str]) -> int:
             "SLUICE_WEB_THREADS": str(args.threads),
         }
         (root / "prom").mkdir()
-
-        bodies = make_bodies(50, args.events_per_request)
         headers = {
             "Content-Type": "application/json",
             "Authorization": "Basic " + b64encode(f"{app_id}:{key}".encode()).decode(),
         }
         slices = [min(args.slice, args.requests - s) for s in range(0, args.requests, args.slice)]
-        events = args.requests * args.events_per_request
+        bodies = {size: make_bodies(50, size) for size in sizes}
         print(
-            f"{args.requests} requests x {args.events_per_request} events, {args.concurrency} connections, "
-            f"gunicorn {args.workers} workers x {args.threads} threads (gthread), {os.cpu_count()} cores"
+            f"{args.requests} requests per round, {args.concurrency} connections, gunicorn {args.workers} "
+            f"workers x {args.threads} threads (gthread), {os.cpu_count()} cores",
+            flush=True,
         )
 
-        def http_round(app: str, name: str):
+        def http_rounds(app: str, name: str) -> tuple[dict[int, Round], Round | None]:
             proc, port = gunicorn(app, env, root / f"{name}.log")
+            counted = name == "ingest"
             try:
-                run_http(port, bodies, 2 * args.concurrency, args.concurrency, headers)  # warm up
-                empty_queue(sqs, settings)
-                before = sqs_requests_made(port) if name == "ingest" else 0
-                total, lat = 0.0, []
-                for n in slices:
-                    seconds, latencies = run_http(port, bodies, n, args.concurrency, headers)
-                    total, lat = total + seconds, lat + latencies
+                rounds = {}
+                for size in sizes:
+                    run_http(port, bodies[size], 2 * args.concurrency, args.concurrency, headers)  # warm up
                     empty_queue(sqs, settings)
-                made = sqs_requests_made(port) - before if name == "ingest" else 0
-                return total, lat, made
+                    before = sqs_counts(port) if counted else (0, 0)
+                    total, lat = 0.0, []
+                    for n in slices:
+                        seconds, latencies = run_http(port, bodies[size], n, args.concurrency, headers)
+                        total, lat = total + seconds, lat + latencies
+                        empty_queue(sqs, settings)
+                    after = sqs_counts(port) if counted else (0, 0)
+                    rounds[size] = Round(total, lat, after[0] - before[0], after[1] - before[1])
+                lone = None
+                if counted:
+                    seconds, latencies = run_http(port, bodies[1], args.lone, 1, headers)
+                    lone = Round(seconds, latencies)
+                    empty_queue(sqs, settings)
+                return rounds, lone
             finally:
                 devstack.stop(proc)
 
-        bare = http_round("bench._bare_flask:create_app()", "bare")
-        ingest = http_round("services.ingest.app:create_app()", "ingest")
+        bare, _ = http_rounds("bench._bare_flask:create_app()", "bare")
+        ingest, lone = http_rounds("services.ingest.app:create_app()", "ingest")
+        assert lone is not None
 
-        # The same requests' envelope bodies, as the ingest API packs them.
-        messages = []
-        for i in range(args.requests):
-            evs = json.loads(bodies[i % len(bodies)])
-            messages += envelope.pack(
-                "barchart",
-                app_id,
-                str(uuid.uuid4()),
-                evs,
-                int(time.time() * 1000),
-                settings.message_max_bytes,
-            )
-        raw_total, raw_lat, raw_calls = 0.0, [], 0
-        per_slice = math.ceil(len(messages) / len(slices))
-        for s in range(0, len(messages), per_slice):
-            seconds, latencies, calls = run_boto3(
-                sqs, queue_url, messages[s : s + per_slice], args.boto3_threads
-            )
-            raw_total, raw_lat, raw_calls = raw_total + seconds, raw_lat + latencies, raw_calls + calls
-            empty_queue(sqs, settings)
+        in_flight = math.ceil(args.concurrency / args.workers)  # requests one process serves at once
+        for size in sizes:
+            # The same requests' events, packed as full as the bytes allow, and the calls they need.
+            groups = [
+                envelope.Group("barchart", app_id, str(uuid.uuid4()), 0, int(time.time() * 1000), encoded)
+                for i in range(args.requests)
+                for encoded in [envelope.encode_events(json.loads(bodies[size][i % len(bodies[size])]))]
+            ]
+            messages = envelope.pack_groups(groups, settings.message_max_bytes)
+            calls = calls_for(messages)
+            raw_total, raw_lat = 0.0, []
+            per_slice = math.ceil(len(calls) / len(slices))
+            for start in range(0, len(calls), per_slice):
+                chunk = calls[start : start + per_slice]
+                seconds, latencies = run_boto3(sqs, queue_url, chunk, args.boto3_threads)
+                raw_total, raw_lat = raw_total + seconds, raw_lat + latencies
+                empty_queue(sqs, settings)
+            raw = Round(raw_total, raw_lat)
+            report(size, args.requests, bare[size], ingest[size], raw, messages, calls, in_flight)
 
-        rate = {
-            name: events / seconds
-            for name, seconds in (("bare", bare[0]), ("ingest", ingest[0]), ("boto3", raw_total))
-        }
-        print(f"{'round':8} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-        for name, lat in (("bare", bare[1]), ("ingest", ingest[1]), ("boto3", raw_lat)):
-            unit = " (per SendMessageBatch call)" if name == "boto3" else " (per request)"
-            print(f"{name:8} {rate[name]:10.0f} {pct(lat, 0.5):8.1f} {pct(lat, 0.99):8.1f}{unit}")
-        floor = min(rate["bare"], rate["boto3"])
-        print(f"ingest / bare flask      = {rate['ingest'] / rate['bare']:.2f}")
-        print(f"ingest / raw boto3       = {rate['ingest'] / rate['boto3']:.2f}")
-        print(f"ingest / lower floor     = {rate['ingest'] / floor:.2f}   (goal >= 0.50)")
-        made, minimum = ingest[2] * 1e6 / events, raw_calls * 1e6 / events
+        # One raw round trip: a 1-event request's message, sent alone, one call after another.
+        [one] = envelope.pack("barchart", app_id, str(uuid.uuid4()), json.loads(bodies[1][0]), 0, 262_144)
+        _, raw_one = run_boto3(sqs, queue_url, [[one]] * args.lone, 1)
+        empty_queue(sqs, settings)
         print(
-            f"SQS requests per 1M events: ingest {made:.0f}, minimum for the bytes {minimum:.0f} "
-            f"({len(messages)} messages, {sum(len(m) for m in messages) / len(messages):.0f} B average)"
+            f"\nlone sequential producer, 1-event requests: p50 {pct(lone.latencies, 0.5):.1f} ms, "
+            f"p99 {pct(lone.latencies, 0.99):.1f} ms; one raw SendMessageBatch p50 {pct(raw_one, 0.5):.1f} ms"
+            f" -> {pct(lone.latencies, 0.5) / pct(raw_one, 0.5):.2f}x   (goal <= 2.00)"
         )
-        print(f"ingest SQS requests / minimum = {made / minimum:.2f}   (goal <= 1.20)")
         return 0
+
+
+def report(size, requests, bare: Round, ingest: Round, raw: Round, messages, calls, in_flight) -> None:
+    events = requests * size
+    rate = {"bare": events / bare.seconds, "ingest": events / ingest.seconds, "boto3": events / raw.seconds}
+    full = sum(map(len, messages)) / 1e6
+    print(f"\n{size} events per request ({events} events, {full:.2f} MB as full messages)")
+    print(f"  {'round':8} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, lat in (("bare", bare.latencies), ("ingest", ingest.latencies), ("boto3", raw.latencies)):
+        unit = " (per SendMessageBatch call)" if name == "boto3" else " (per request)"
+        print(f"  {name:8} {rate[name]:10.0f} {pct(lat, 0.5):8.1f} {pct(lat, 0.99):8.1f}{unit}")
+    floor = min(rate["bare"], rate["boto3"])
+    print(
+        f"  ingest / bare flask = {rate['ingest'] / rate['bare']:.2f}, ingest / raw boto3 = "
+        f"{rate['ingest'] / rate['boto3']:.2f}, ingest / lower floor = {rate['ingest'] / floor:.2f}"
+        "   (goal >= 0.50)"
+    )
+    # However full, a message (and a call) holds only requests one process serves at the same time.
+    aware = math.ceil(requests / in_flight)
+    counts = (("messages", ingest.messages, len(messages)), ("calls", ingest.calls, len(calls)))
+    for what, made, naive in counts:
+        print(
+            f"  SQS {what}: ingest {made:.0f}, minimum for the bytes {naive} -> {made / naive:.2f}x"
+            " (goal <= 1.20); "
+            f"aware of {in_flight} requests in flight per process {max(naive, aware)} "
+            f"-> {made / max(naive, aware):.2f}x"
+        )

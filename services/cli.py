@@ -131,6 +131,10 @@ def _queues():
     return sqs, aws.queue_url(sqs, settings.events_dlq), aws.queue_url(sqs, settings.events_queue)
 
 
+def _group_line(group: dict) -> str:
+    return f"app {group['app_id']} {group['kind']} batch {group['batch']} events {group['events']}"
+
+
 def cmd_dlq_list(args):
     sqs, dlq_url, _ = _queues()
     messages = dlq.list_messages(sqs, dlq_url, limit=args.limit)
@@ -138,7 +142,7 @@ def cmd_dlq_list(args):
         total, parked = parking.listing(conn, args.limit)
     lines = [
         f"{m['message_id']}  sent {m['sent_at']}  received {m['receive_count']}x  "
-        + (f"app {m['app_id']} {m['kind']} batch {m['batch']} events {m['events']}" if "kind" in m else "")
+        + ", ".join(map(_group_line, m.get("groups", ())))
         + (f"  problem: {m['problem']}" if "problem" in m else "")
         for m in messages
     ] or ["the dead-letter queue is empty"]

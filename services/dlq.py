@@ -27,16 +27,20 @@ def describe(message: dict) -> dict:
         "bytes": len(message["Body"].encode()),
     }
     try:
-        env = envelope.decode(message["Body"])
+        groups = envelope.decode(message["Body"])
     except envelope.EnvelopeError as exc:
         return {**info, "problem": str(exc)}
-    info.update(
-        kind=env["kind"],
-        app_id=env["app_id"],
-        batch=env["batch"],
-        first_sequence=env["first_sequence"],
-        events=len(env["events"]),
-    )
+    info["events"] = sum(len(g["events"]) for g in groups)
+    info["groups"] = [
+        {
+            "kind": g["kind"],
+            "app_id": g["app_id"],
+            "batch": g["batch"],
+            "first_sequence": g["first_sequence"],
+            "events": len(g["events"]),
+        }
+        for g in groups
+    ]
     return info
 
 

@@ -59,7 +59,7 @@ class Pending(NamedTuple):
 
 
 def pending(groups: Iterable[dict]) -> list[Pending]:
-    """The events of envelope groups (shared.envelope.groups), each with its own sequence."""
+    """The events of envelope groups (shared.envelope.decode), each with its own sequence."""
     return [
         Pending(g["kind"], g["app_id"], g["batch"], g["first_sequence"] + i, g["received_ms"], event)
         for g in groups

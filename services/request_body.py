@@ -4,6 +4,7 @@ Every refusal is an ApiError: 413 for a body over the limit (before or after inf
 malformed JSON or gzip, 415 for a Content-Encoding other than gzip.
 """
 
+import functools
 import io
 import json
 import math
@@ -13,6 +14,7 @@ from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from services.api_errors import ApiError, render
+from shared import jsontext
 
 _CHUNK = 64 * 1024
 
@@ -33,7 +35,7 @@ def read_json(limit: int):
         raise too_large(limit)
     raw = _read_inflated(limit) if gzipped else _read_plain(limit)
     try:
-        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return jsontext.loads(raw, _STRICT_LOADS)
     except RecursionError:
         raise malformed("Malformed JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and the two hooks below
@@ -102,6 +104,9 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise ValueError(f"number {text[:20]} is out of range")
     return value
+
+
+_STRICT_LOADS = functools.partial(json.loads, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _read_plain(limit: int) -> bytes:

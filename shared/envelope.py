@@ -1,25 +1,36 @@
-"""The SQS envelope: how a request's events travel from the ingest API to the workers.
+"""The SQS envelope: how producer requests' events travel from the ingest API to the workers.
 
-Version 1, one JSON object per SQS message body:
+Version 2 (what the ingest API writes), one JSON object per SQS message body:
 
-    {"v": 1,                      # envelope version; workers refuse versions they do not know
-     "kind": "barchart",          # shared.enums.EventKind: which contract the events follow
-     "app_id": 42,                # the tenant every event belongs to
-     "batch": "<uuid>",           # the producer request's batch id
-     "first_sequence": 0,         # sequence of events[0]; events[i] has first_sequence + i
-     "received_ms": 1700000000000,# when the ingest API accepted the request
-     "events": [ {...}, ... ]}    # validated events, in request order
+    {"v": 2,                          # envelope version; workers refuse versions they do not know
+     "groups": [                      # one or more, each the events of one producer request (or a
+       {"kind": "barchart",           #   part of them): shared.enums.EventKind, the contract they follow
+        "app_id": 42,                 #   the tenant every event of the group belongs to
+        "batch": "<uuid>",            #   the producer request's batch id
+        "first_sequence": 0,          #   sequence of events[0]; events[i] has first_sequence + i
+        "received_ms": 1700000000000, #   when the ingest API accepted the request
+        "events": [ {...}, ... ]},    #   validated events, in request order
+       ...]}
+
+The ingest API packs the events of concurrent requests, of any apps and kinds, into shared messages
+of up to SLUICE_MESSAGE_MAX_BYTES (pack_message). A request whose events do not fit the rest of a
+message continues in the next one as a group of its own whose first_sequence is the sequence of
+its first event there, so a request may be several groups in several messages.
+
+Version 1 (written by earlier ingest versions; workers still read it) is a single group with "v": 1
+beside its fields: {"v": 1, "kind", "app_id", "batch", "first_sequence", "received_ms", "events"}.
 
 A body that starts with "{" is that JSON as is. A body that starts with "gz:" is the same JSON,
 gzip-compressed and base64-encoded (SQS bodies must be text); the ingest API uses that form only
 when it is smaller, or when the JSON holds characters SQS refuses in a body (U+FFFE, U+FFFF).
 (app_id, batch, first_sequence + i) identifies an event, which is what makes storing idempotent
 when SQS delivers a message twice, and a producer's retry with the same Idempotency-Key too (the
-ingest API derives the batch id from the key).
+ingest API derives the batch id from the key), however the retry's events are packed.
 
-decode() refuses, as not an envelope, anything the drain could not even file away: an unknown
-version or kind, app_id beyond bigint, a batch that is not a UUID, sequences beyond integer.
-What is wrong inside an event is for the drain to find out (it parks that event).
+decode() returns a message's groups, and refuses, as not an envelope, anything the drain could not
+even file away: an unknown version or kind, no groups, app_id beyond bigint, a batch that is not a
+UUID, sequences beyond integer. What is wrong inside an event is for the drain to find out (it
+parks that event).
 
 Event forms by kind: "barchart" events are shared.schemas.events Events as loaded; "moesif"
 events are what shared.schemas.api_calls.validate_moesif_events returns (times in UTC ISO 8601).
@@ -28,169 +39,231 @@ events are what shared.schemas.api_calls.validate_moesif_events returns (times i
 import base64
 import gzip
 import json
-import re
 import uuid
+from collections.abc import Sequence
+from typing import NamedTuple
 
+from shared import jsontext
 from shared.enums import EventKind
 from shared.storage_limits import BIGINT, ENVELOPE_COLUMNS, INTEGER_RANGES
 
-VERSION = 1
+VERSION = 2
 GZIP_PREFIX = "gz:"
 # Below this size gzip's header and base64's third rarely pay for themselves.
 COMPRESS_FROM_BYTES = 1024
 # Characters JSON leaves as they are but SQS refuses in a message body (it allows #x9 #xA #xD,
-# #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF; json.dumps already escapes the control characters).
-_SQS_UNSAFE = re.compile("[\ufffe\uffff]")
+# #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF; json.dumps already escapes the control characters):
+# U+FFFE and U+FFFF, as UTF-8.
+_SQS_UNSAFE = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
+_MESSAGE_HEAD = b'{"v":2,"groups":['
+_MESSAGE_TAIL = b"]}"
+_GROUP_TAIL = b"]}"
 
 
 class EnvelopeError(ValueError):
     """A message body that is not a valid envelope of a version we know: poison."""
 
 
+class Group(NamedTuple):
+    """Events of one request (or a part of it) to pack, each already JSON (encode_event)."""
+
+    kind: str
+    app_id: int
+    batch: str
+    first_sequence: int
+    received_ms: int
+    events: Sequence[bytes]
+
+
 def _dumps(obj) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def encode_body(envelope_json: str) -> str:
-    """Return the SQS body for an envelope's JSON text, compressed when that is smaller.
+def encode_event(event) -> bytes:
+    """An event's JSON as it sits inside an envelope (callers check its size). Raises
+    UnicodeEncodeError for text that is not Unicode (a lone surrogate)."""
+    return jsontext.dumps(event)
 
-    Text that SQS refuses in a body (U+FFFE, U+FFFF) is always sent compressed: base64 is safe.
+
+def encode_events(events: list) -> list[bytes]:
+    return [encode_event(e) for e in events]
+
+
+def encode_body(raw: bytes) -> str:
+    """Return the SQS body for an envelope's JSON, compressed when that is smaller.
+
+    JSON that SQS refuses in a body (U+FFFE, U+FFFF) is always sent compressed: base64 is safe.
     """
-    raw = envelope_json.encode()
-    sqs_safe = _SQS_UNSAFE.search(envelope_json) is None
+    sqs_safe = all(raw.find(unsafe) < 0 for unsafe in _SQS_UNSAFE)  # find() is a fast C scan
     if len(raw) < COMPRESS_FROM_BYTES and sqs_safe:
-        return envelope_json
+        return raw.decode()
     packed = GZIP_PREFIX + base64.b64encode(gzip.compress(raw, compresslevel=6)).decode("ascii")
-    return packed if len(packed) < len(raw) or not sqs_safe else envelope_json
+    return packed if len(packed) < len(raw) or not sqs_safe else raw.decode()
 
 
-def envelope_head(kind: str, app_id: int, batch: str, first_sequence: int, received_ms: int) -> str:
-    """The JSON text of an envelope up to its events array, so packers can append event JSON."""
+def _group_head(group: Group, first_sequence: int) -> bytes:
     head = _dumps(
         {
-            "v": VERSION,
-            "kind": kind,
-            "app_id": app_id,
-            "batch": batch,
+            "kind": group.kind,
+            "app_id": group.app_id,
+            "batch": group.batch,
             "first_sequence": first_sequence,
-            "received_ms": received_ms,
+            "received_ms": group.received_ms,
         }
     )
-    return head[:-1] + ',"events":['
+    return (head[:-1] + ',"events":[').encode()
 
 
-def encode_events(events: list) -> list[str]:
-    """Each event's JSON text, as it will sit inside an envelope (callers can check its size)."""
-    return [_dumps(e) for e in events]
+# The most a message adds around one event: with the longest values every head field can have.
+OVERHEAD_BYTES = len(_MESSAGE_HEAD + _MESSAGE_TAIL + _GROUP_TAIL) + len(
+    _group_head(Group("barchart", 2**63 - 1, str(uuid.UUID(int=0)), 0, 2**63 - 1, ()), 2**31 - 1)
+)
 
 
-def pack(kind: str, app_id: int, batch: str, events: list, received_ms: int, max_bytes: int) -> list[str]:
-    """Split a request's events into as few envelope bodies as fit under max_bytes each."""
-    return pack_encoded(kind, app_id, batch, encode_events(events), received_ms, max_bytes)
-
-
-def pack_encoded(
-    kind: str, app_id: int, batch: str, encoded: list[str], received_ms: int, max_bytes: int
-) -> list[str]:
-    """pack() for events already turned into JSON text by encode_events().
-
-    Events are serialised once. A chunk grows while its uncompressed JSON fits max_bytes; when it
-    compresses, the chunk may grow further as long as the compressed body still fits, which is
-    what keeps large requests to one or two messages.
-    """
-    bodies: list[str] = []
-    start = 0
-    while start < len(encoded):
-        end, body = _largest_fitting_chunk(kind, app_id, batch, encoded, start, received_ms, max_bytes)
-        bodies.append(body)
-        start = end
-    return bodies
-
-
-def _chunk_body(kind, app_id, batch, encoded, start, end, received_ms) -> str:
-    head = envelope_head(kind, app_id, batch, start, received_ms)
-    return encode_body(head + ",".join(encoded[start:end]) + "]}")
-
-
-def _largest_fitting_chunk(kind, app_id, batch, encoded, start, received_ms, max_bytes):
-    """Find the largest end such that events[start:end] encode under max_bytes (at least one)."""
-    head_len = len(envelope_head(kind, app_id, batch, start, received_ms).encode()) + 2
-    # First, the chunk that fits uncompressed: a linear walk over known sizes, no encoding.
-    size, end = head_len, start
-    while end < len(encoded):
-        add = len(encoded[end].encode()) + (1 if end > start else 0)
-        if size + add > max_bytes and end > start:
+def _raw_message(groups: Sequence[Group], count: int) -> bytes:
+    """The JSON of a message holding the first `count` events of the groups."""
+    parts = []
+    for group in groups:
+        take = group.events[:count]
+        if take:
+            parts.append(_group_head(group, group.first_sequence) + b",".join(take) + _GROUP_TAIL)
+        count -= len(take)
+        if count <= 0:
             break
-        size += add
-        end += 1
-    body = _chunk_body(kind, app_id, batch, encoded, start, end, received_ms)
+    return _MESSAGE_HEAD + b",".join(parts) + _MESSAGE_TAIL
+
+
+def pack_message(groups: Sequence[Group], max_bytes: int) -> tuple[str, int]:
+    """One message body holding as many of the groups' events, in order, as fit max_bytes; and
+    how many events it holds (at least one; EnvelopeError if the first alone does not fit).
+
+    A message grows while its uncompressed JSON fits; when it compresses, it may grow further as
+    long as the compressed body still fits, which keeps large requests to one or two messages.
+    """
+    available = sum(len(g.events) for g in groups)
+    # First, the most that fits uncompressed: a walk over known sizes, no encoding.
+    size, count = len(_MESSAGE_HEAD + _MESSAGE_TAIL), 0
+    for n, group in enumerate(groups):
+        size += len(_group_head(group, group.first_sequence)) + len(_GROUP_TAIL) + (1 if n else 0)
+        for i, event in enumerate(group.events):
+            add = len(event) + (1 if i else 0)
+            if size + add > max_bytes and count:
+                break
+            size += add
+            count += 1
+        else:
+            continue
+        break
+    body = encode_body(_raw_message(groups, count))
     if len(body.encode()) > max_bytes:
-        raise EnvelopeError(f"event {start} alone is larger than the message limit of {max_bytes} bytes")
-    if end == len(encoded) or not body.startswith(GZIP_PREFIX):
-        return end, body
-    # It compresses: grow by the observed ratio and back off until the compressed body fits.
+        raise EnvelopeError(f"an event alone is larger than the message limit of {max_bytes} bytes")
+    if count == available or not body.startswith(GZIP_PREFIX):
+        return body, count
+    # It compresses: try as much as the observed ratio says fits (often all that waits, in one
+    # go), and only when that overflows, search between the two for the most that fits.
     ratio = len(body) / size
-    lo, hi = end, min(len(encoded), start + int((end - start) / max(ratio, 0.05)))
-    best = (end, body)
+    lo, hi = count, min(available, int(count / max(ratio, 0.05)))
+    candidate = encode_body(_raw_message(groups, hi))
+    if len(candidate.encode()) <= max_bytes:
+        return candidate, hi
+    best = (body, count)
+    hi -= 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        candidate = _chunk_body(kind, app_id, batch, encoded, start, mid, received_ms)
+        candidate = encode_body(_raw_message(groups, mid))
         if len(candidate.encode()) <= max_bytes:
-            best, lo = (mid, candidate), mid
+            best, lo = (candidate, mid), mid
         else:
             hi = mid - 1
     return best
 
 
+def remaining(groups: Sequence[Group], count: int) -> list[Group]:
+    """The groups without their first `count` events (what pack_message left for the next message)."""
+    rest = []
+    for group in groups:
+        if count >= len(group.events):
+            count -= len(group.events)
+            continue
+        if count:
+            group = group._replace(first_sequence=group.first_sequence + count, events=group.events[count:])
+            count = 0
+        rest.append(group)
+    return rest
+
+
+def pack_groups(groups: Sequence[Group], max_bytes: int) -> list[str]:
+    """Every event of the groups, in order, in as few message bodies as fit max_bytes each."""
+    bodies: list[str] = []
+    groups = [g for g in groups if g.events]
+    while groups:
+        body, count = pack_message(groups, max_bytes)
+        bodies.append(body)
+        groups = remaining(groups, count)
+    return bodies
+
+
+def pack(kind: str, app_id: int, batch: str, events: list, received_ms: int, max_bytes: int) -> list[str]:
+    """One request's events in as few message bodies as fit max_bytes each."""
+    return pack_groups([Group(kind, app_id, batch, 0, received_ms, encode_events(events))], max_bytes)
+
+
 _KINDS = frozenset(kind.value for kind in EventKind)
 
 
-def decode(body: str) -> dict:
-    """Parse an SQS body into an envelope dict; raise EnvelopeError for anything else."""
+_GROUP_FIELDS = (
+    ("kind", str),
+    ("app_id", int),
+    ("batch", str),
+    ("first_sequence", int),
+    ("received_ms", int),
+    ("events", list),
+)
+
+
+def decode(body: str) -> list[dict]:
+    """Parse an SQS body of either version into its groups, each a dict with kind, app_id, batch,
+    first_sequence, received_ms and events; raise EnvelopeError for anything else."""
     try:
         if body.startswith(GZIP_PREFIX):
-            body = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :], validate=True)).decode()
-        envelope = json.loads(body)
+            raw = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :], validate=True))
+        else:
+            raw = body.encode()
+        envelope = jsontext.loads(raw)
     except (ValueError, OSError, EOFError, RecursionError) as exc:
         raise EnvelopeError(f"unreadable body: {exc}") from exc
     if not isinstance(envelope, dict):
         raise EnvelopeError("envelope is not a JSON object")
+    if envelope.get("v") == 1:
+        return [_checked(envelope)]
     if envelope.get("v") != VERSION:
         raise EnvelopeError(f"unknown envelope version {envelope.get('v')!r}")
-    for key, kind in (
-        ("kind", str),
-        ("app_id", int),
-        ("batch", str),
-        ("first_sequence", int),
-        ("received_ms", int),
-        ("events", list),
-    ):
-        if not isinstance(envelope.get(key), kind) or isinstance(envelope.get(key), bool):
+    groups = envelope.get("groups")
+    if not isinstance(groups, list) or not groups:
+        raise EnvelopeError("envelope field 'groups' missing, empty or not a list")
+    return [_checked(group) for group in groups]
+
+
+def _checked(group) -> dict:
+    if not isinstance(group, dict):
+        raise EnvelopeError("envelope group is not a JSON object")
+    for key, kind in _GROUP_FIELDS:
+        if not isinstance(group.get(key), kind) or isinstance(group.get(key), bool):
             raise EnvelopeError(f"envelope field {key!r} missing or not {kind.__name__}")
-    _check_fits(envelope)
-    return envelope
-
-
-def _check_fits(envelope: dict) -> None:
-    if envelope["kind"] not in _KINDS:
-        raise EnvelopeError(f"unknown kind {envelope['kind']!r}")
+    if group["kind"] not in _KINDS:
+        raise EnvelopeError(f"unknown kind {group['kind']!r}")
     try:
-        uuid.UUID(envelope["batch"])
+        uuid.UUID(group["batch"])
     except ValueError:
-        raise EnvelopeError(f"batch {envelope['batch'][:40]!r} is not a UUID") from None
-    last_sequence = envelope["first_sequence"] + len(envelope["events"]) - 1
+        raise EnvelopeError(f"batch {group['batch'][:40]!r} is not a UUID") from None
+    last_sequence = group["first_sequence"] + max(len(group["events"]), 1) - 1
     for name, value, column_type in (
-        ("app_id", envelope["app_id"], ENVELOPE_COLUMNS["app_id"]),
-        ("first_sequence", envelope["first_sequence"], ENVELOPE_COLUMNS["sequence"]),
+        ("app_id", group["app_id"], ENVELOPE_COLUMNS["app_id"]),
+        ("first_sequence", group["first_sequence"], ENVELOPE_COLUMNS["sequence"]),
         ("last sequence", last_sequence, ENVELOPE_COLUMNS["sequence"]),
-        ("received_ms", envelope["received_ms"], BIGINT),
+        ("received_ms", group["received_ms"], BIGINT),
     ):
         low, high = INTEGER_RANGES[column_type]
         if not max(0, low) <= value <= high:
             raise EnvelopeError(f"envelope {name} {value} is outside 0..{high}")
-
-
-def groups(envelope: dict) -> list[dict]:
-    """The request groups a decoded envelope carries, each with kind, app_id, batch,
-    first_sequence, received_ms and events. A version 1 envelope is one group."""
-    return [envelope]
+    return group

@@ -1,10 +1,13 @@
 """What tests do again and again: wait with a deadline, query Postgres, read queues, log a person in."""
 
+import http.client
 import json
 import re
+import threading
 import uuid
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,11 +60,11 @@ def refuses(database_url: str, sql: str, *params) -> bool:
 
 
 def queued_envelopes(stack, names) -> list[dict]:
-    """Up to 10 envelopes waiting on the test's events queue, decoded (they stay in flight)."""
+    """The groups of up to 10 messages waiting on the test's events queue (they stay in flight)."""
     sqs = aws.client(stack.settings(CommonSettings, **names), "sqs")
     url = aws.queue_url(sqs, names["events_queue"])
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-    return [envelope.decode(m["Body"]) for m in got]
+    return [group for m in got for group in envelope.decode(m["Body"])]
 
 
 def drain_all(drainer) -> None:
@@ -113,6 +116,86 @@ def redriven_drainer(stack, names, provisioned, max_receives: int, visibility_ti
         yield Drainer(settings, db)
     finally:
         db.close()
+
+
+class SqsProxy:
+    """A pass-through proxy to moto's SQS that behaves as a real SQS may and moto does not.
+
+    `hold()` keeps SendMessageBatch calls waiting until `release()` (a slow SQS: later requests
+    pile up behind the call in flight). Entries whose message has a group `refuse(group)` is true
+    for are answered failed inside a 200 with SenderFault, the rest of the call is stored.
+    `calls` lists each SendMessageBatch call's entry count; `held` counts calls waiting now.
+    """
+
+    def __init__(self, upstream: str, refuse=lambda group: False):
+        self.refuse = refuse
+        self.calls: list[int] = []
+        self.held = 0
+        self._open = threading.Event()
+        self._open.set()
+        up = urlsplit(upstream)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                failed = []
+                if self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
+                    body, failed = proxy._send_message_batch(json.loads(body))
+                status, answer = proxy._forward(self.path, self.headers, body, up.hostname, up.port)
+                if failed:
+                    answer = json.dumps({**json.loads(answer or b"{}"), "Failed": failed}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _send_message_batch(self, call: dict) -> tuple[bytes, list[dict]]:
+        self.calls.append(len(call["Entries"]))
+        self.held += 1
+        self._open.wait(30)
+        self.held -= 1
+        refused = [e for e in call["Entries"] if any(map(self.refuse, envelope.decode(e["MessageBody"])))]
+        call["Entries"] = [e for e in call["Entries"] if e not in refused]
+        failed = [
+            {"Id": e["Id"], "SenderFault": True, "Code": "InvalidParameterValue", "Message": "refused"}
+            for e in refused
+        ]
+        return (json.dumps(call).encode() if call["Entries"] else b""), failed
+
+    @staticmethod
+    def _forward(path, headers, body: bytes, host, port) -> tuple[int, bytes]:
+        if not body:  # every entry refused: nothing to pass on
+            return 200, b'{"Successful": []}'
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        try:
+            forwarded = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+            conn.request("POST", path, body=body, headers=forwarded)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
 
 
 # --- accounts ------------------------------------------------------------------------------------

@@ -57,30 +57,27 @@ def app_for_key(key: str) -> int | None:
 
 
 def enqueue(kind: str, app_id: int, events: list) -> str:
-    """Put the events on SQS in as few messages as fit; return the request's batch id.
+    """Put the events on SQS, in messages shared with concurrent requests; return the batch id.
 
-    Returns only once SQS has accepted every message: that is what a 200 promises.
+    Returns only once SQS has accepted every message holding them: that is what a 200 promises.
     """
-    limit = settings().max_event_bytes
-    try:
-        encoded = envelope.encode_events(events)
-    except RecursionError:  # parsed just under Python's depth limit, but cannot be written back
-        raise ApiError(400, "MALFORMED_JSON", "Malformed JSON: nested too deeply") from None
-    for index, text in enumerate(encoded):
+    # An event must fit a message of its own, whatever the limits are set to.
+    limit = min(settings().max_event_bytes, settings().message_max_bytes - envelope.OVERHEAD_BYTES)
+    encoded = []
+    for index, event in enumerate(events):
         try:
-            size = len(text.encode())
+            text = envelope.encode_event(event)
+        except RecursionError:  # parsed just under Python's depth limit, but cannot be written back
+            raise ApiError(400, "MALFORMED_JSON", "Malformed JSON: nested too deeply") from None
         except UnicodeEncodeError:  # a lone surrogate ("\ud800") parses but cannot be stored
             raise ApiError(400, "INVALID_EVENT", f"[{index}]: text is not valid Unicode.") from None
-        if size > limit:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"[{index}]: event is {size} bytes, over {limit}.")
+        if len(text) > limit:
+            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"[{index}]: event is {len(text)} bytes, over {limit}.")
+        encoded.append(text)
     batch = batch_id(app_id)
+    group = envelope.Group(kind, app_id, batch, 0, int(time.time() * 1000), encoded)
     try:
-        bodies = envelope.pack_encoded(
-            kind, app_id, batch, encoded, int(time.time() * 1000), settings().message_max_bytes
-        )
-        current_app.config["QUEUE"].send(bodies)
-    except envelope.EnvelopeError as exc:  # only when limits are set so an event exceeds a message
-        raise ApiError(413, "PAYLOAD_TOO_LARGE", str(exc)) from None
+        current_app.config["QUEUE"].send(group)
     except QueueUnavailable:
         raise unavailable("The queue did not accept the events; retry.", 2) from None
     EVENTS_ACCEPTED.labels(kind).inc(len(events))

@@ -1,12 +1,17 @@
-"""Sending envelopes to SQS: 200 only after every entry is accepted.
+"""Sending events to SQS: 200 only after every message holding a request's events is accepted.
 
-Concurrent requests in one process share SendMessageBatch calls (group commit): a request hands
-its message bodies to the process's sender threads and waits until SQS has accepted all of them.
-A sender takes what is waiting (up to 10 entries and the request size limit). A call that is not
-full waits up to `sqs_linger_ms` for more while fewer requests wait than the process has been
-serving at once (views call expect() and done()). A lone request is sent at once; under load one
-call carries many requests' messages, which is what keeps SQS requests (and their cost, in SQS
-and in our CPU) near the minimum that the bytes need.
+Concurrent requests in one process share messages and SendMessageBatch calls. A request hands
+its events (one envelope group) to the process's sender threads and waits. A sender takes every
+group waiting and packs them into messages of up to `message_max_bytes` (shared/envelope.py; a
+request that does not fit the rest of a message continues in the next), up to 10 messages and
+256 KiB (or `message_max_bytes` if larger) per call; the rest waits for the next call. A call
+that is not full waits up to `sqs_linger_ms` for more while fewer requests wait than the process
+has been serving at once (views call expect() and done()). A lone request is sent at once; under
+load one message carries many requests' events, so messages and calls (and their cost, in SQS,
+in our CPU and in the drain) follow the bytes rather than the request count.
+
+A failed entry is sent again as it is; one SQS refuses (SenderFault), or that keeps failing past
+the retries or the deadline, fails the requests with events in it (503) and only those.
 """
 
 import collections
@@ -17,6 +22,7 @@ import time
 from prometheus_client import Counter, Histogram
 
 from services import aws
+from shared import envelope
 
 SQS_REQUESTS = Counter("sluice_ingest_sqs_requests", "SendMessageBatch calls made")
 SQS_ENTRIES_PER_CALL = Histogram(
@@ -24,6 +30,9 @@ SQS_ENTRIES_PER_CALL = Histogram(
 )
 SQS_ENTRY_RETRIES = Counter("sluice_ingest_sqs_entry_retries", "entries sent again after failing")
 MAX_ENTRIES = 10  # SendMessageBatch's limit
+# SendMessageBatch's limit on the sum of its bodies: never below the largest message, 256 KiB on
+# every SQS (1 MiB where messages may be that large).
+MIN_CALL_BYTES = 262_144
 
 
 class QueueUnavailable(Exception):
@@ -31,19 +40,27 @@ class QueueUnavailable(Exception):
 
 
 class _Request:
-    """One producer request's share of the work: how many entries are still unsent."""
+    """One producer request: how many of its events are not in a message yet, and how many of
+    the messages holding the others SQS has not accepted yet."""
 
-    def __init__(self, count: int, deadline: float):
-        self._lock = threading.Lock()  # several sender threads may carry one request's entries
-        self.remaining = count
+    def __init__(self, events: int, deadline: float):
+        self._lock = threading.Lock()  # several sender threads may carry one request's messages
+        self.unpacked = events
+        self.unaccepted = 0
         self.deadline = deadline
         self.error: str | None = None
         self.done = threading.Event()
 
-    def entry_sent(self) -> None:
+    def packed(self, count: int) -> None:
+        """`count` of its events went into one message."""
         with self._lock:
-            self.remaining -= 1
-            if self.remaining == 0:
+            self.unpacked -= count
+            self.unaccepted += 1
+
+    def accepted(self) -> None:
+        with self._lock:
+            self.unaccepted -= 1
+            if self.unaccepted == 0 and self.unpacked == 0:
                 self.done.set()
 
     def fail(self, error: str) -> None:
@@ -52,31 +69,48 @@ class _Request:
         self.done.set()
 
 
-class _Entry:
-    __slots__ = ("attempts", "body", "owner", "size")
+class _Part:
+    """Events of one request still waiting to be packed."""
 
-    def __init__(self, body: str, owner: _Request):
-        self.body, self.owner, self.attempts = body, owner, 0
+    __slots__ = ("group", "owner")
+
+    def __init__(self, group: envelope.Group, owner: _Request):
+        self.group, self.owner = group, owner
+
+
+class _Entry:
+    """A packed message, and the requests with events in it."""
+
+    __slots__ = ("attempts", "body", "owners", "size")
+
+    def __init__(self, body: str, owners: list[_Request]):
+        self.body, self.owners, self.attempts = body, owners, 0
         self.size = len(body.encode())
+
+    def fail(self, error: str) -> None:
+        for owner in self.owners:
+            owner.fail(error)
 
 
 class EventQueue:
-    """The events queue as the ingest API sees it: send(bodies) returns once SQS holds them all."""
+    """The events queue as the ingest API sees it: send(group) returns once SQS holds its events."""
 
     def __init__(self, settings, client=None, attempts: int = 4):
         self._settings = settings
         self._attempts = attempts
         self._deadline = settings.sqs_send_deadline_seconds
-        self._max_request_bytes = settings.message_max_bytes
+        self._max_bytes = settings.message_max_bytes
+        self._call_bytes = max(MIN_CALL_BYTES, settings.message_max_bytes)
         self._senders = max(1, settings.sqs_senders)
         self._sqs = client
         self._url = None
-        self._waiting: collections.deque[_Entry] = collections.deque()
+        self._waiting: collections.deque[_Part] = collections.deque()  # not packed yet
+        self._ready: collections.deque[_Entry] = collections.deque()  # packed: retries, overflow
         self._cond = threading.Condition()
         self._pid = None  # sender threads belong to the process that started them (gunicorn forks)
         self._linger = settings.sqs_linger_ms / 1000
         self._in_progress = 0  # requests in this process between expect() and done()
-        self._peak = 0  # the most in progress at once since a sender last took a group
+        self._peak = 0  # the most in progress at once since a sender last took a call's worth
         self.requests_made = 0
 
     def _client(self):
@@ -107,16 +141,28 @@ class EventQueue:
         """That request has ended, sent or not."""
         with self._cond:
             self._in_progress -= 1
-            self._cond.notify_all()
+            if not self._others_busy():
+                self._cond.notify()  # a lingering sender need wait no longer
 
-    def send(self, bodies: list[str]) -> None:
-        """Return once SQS has accepted every body; raise QueueUnavailable if it did not in time."""
-        self._start_senders()
-        request = _Request(len(bodies), time.monotonic() + self._deadline)
+    def waiting(self) -> int:
+        """How many requests have events that SQS has not been asked to take yet."""
         with self._cond:
-            self._waiting.extend(_Entry(body, request) for body in bodies)
-            self._cond.notify_all()
-        if bodies and not request.done.wait(self._deadline + 1):
+            return self._requests_waiting()
+
+    def send(self, group: envelope.Group) -> None:
+        """Return once SQS has accepted every event of the group; raise QueueUnavailable if it
+        did not in time."""
+        if not group.events:
+            return
+        self._start_senders()
+        request = _Request(len(group.events), time.monotonic() + self._deadline)
+        with self._cond:
+            self._waiting.append(_Part(group, request))
+            # Wake a sender only when it has something to do: it was idle, or it lingers for
+            # requests that have now all arrived. Every needless wake-up costs the GIL.
+            if len(self._waiting) == 1 or not self._others_busy():
+                self._cond.notify()
+        if not request.done.wait(self._deadline + 1):
             request.fail("timed out waiting for SQS")
         if request.error is not None:
             raise QueueUnavailable(request.error)
@@ -126,72 +172,105 @@ class EventQueue:
             return
         with self._cond:
             if self._pid != os.getpid():
-                self._waiting.clear()  # inherited from a parent process: not ours to send
+                # Inherited from a parent process: not ours to send.
+                self._waiting.clear()
+                self._ready.clear()
                 for i in range(self._senders):
                     threading.Thread(target=self._sender, name=f"sqs-sender-{i}", daemon=True).start()
                 self._pid = os.getpid()
 
     def _sender(self) -> None:
         while True:
-            entries = self._next_group()
+            entries: list[_Entry] = []
             try:
-                self._send_group(entries)
+                entries = self._next_call()
+                self._send_call(entries)
             except Exception as exc:  # never let a sender die: its requests would hang
                 for entry in entries:
-                    entry.owner.fail(f"{type(exc).__name__}: {exc}")
+                    entry.fail(f"{type(exc).__name__}: {exc}")
 
-    def _next_group(self) -> list[_Entry]:
-        """Block until something waits, then take up to 10 entries that fit one request."""
+    def _next_call(self) -> list[_Entry]:
+        """Block until something waits, then pack up to 10 messages that fit one call."""
         with self._cond:
-            while not self._waiting:
+            while not self._waiting and not self._ready:
                 self._cond.wait()
             until = time.monotonic() + self._linger
-            while len(self._waiting) < MAX_ENTRIES and self._others_busy() and time.monotonic() < until:
+            while self._others_busy() and time.monotonic() < until:
                 self._cond.wait(until - time.monotonic())
             self._peak = self._in_progress
-            group, size = [], 0
-            while self._waiting and len(group) < MAX_ENTRIES:
-                entry = self._waiting[0]
-                if group and size + entry.size > self._max_request_bytes:
-                    break
-                self._waiting.popleft()
-                if entry.owner.error is None:  # its request already gave up: sending is pointless
-                    group.append(entry)
-                    size += entry.size
-            if self._waiting:
+            ready, self._ready = list(self._ready), collections.deque()
+            parts, self._waiting = list(self._waiting), collections.deque()
+        # Packing (and compressing) happens outside the lock: requests keep arriving meanwhile.
+        entries, size = [], 0
+        parts = [p for p in parts if p.owner.error is None]  # those that gave up: pointless to send
+        while len(entries) < MAX_ENTRIES and (ready or parts):
+            try:
+                entry = ready.pop(0) if ready else self._pack(parts)
+            except envelope.EnvelopeError as exc:  # an event larger than a message: intake refuses those
+                parts.pop(0).owner.fail(str(exc))
+                continue
+            if entries and size + entry.size > self._call_bytes:
+                ready.insert(0, entry)
+                break
+            entries.append(entry)
+            size += entry.size
+        with self._cond:  # what did not fit goes first next time
+            self._ready.extendleft(reversed(ready))
+            self._waiting.extendleft(reversed(parts))
+            if self._ready or self._waiting:
                 self._cond.notify()  # more work for another sender
-            return group
+        return entries
+
+    def _pack(self, parts: list[_Part]) -> _Entry:
+        """One message from the front of `parts`, which keeps what did not fit."""
+        body, count = envelope.pack_message([p.group for p in parts], self._max_bytes)
+        owners = []
+        while count:
+            part = parts[0]
+            take = min(count, len(part.group.events))
+            part.owner.packed(take)
+            owners.append(part.owner)
+            count -= take
+            if take == len(part.group.events):
+                parts.pop(0)
+            else:
+                [part.group] = envelope.remaining([part.group], take)
+        return _Entry(body, owners)
+
+    def _requests_waiting(self) -> int:
+        # A request has at most one part waiting (what did not fit is put back as one part).
+        return len(self._waiting) + sum(len(e.owners) for e in self._ready)
 
     def _others_busy(self) -> bool:
         """Are more requests likely to join this call: fewer are waiting than this process has
         been serving at once since the previous call (a lone sequential client never waits)?"""
-        waiting = len({id(entry.owner) for entry in self._waiting})
-        return waiting < max(self._in_progress, self._peak)
+        return self._requests_waiting() < max(self._in_progress, self._peak)
 
-    def _send_group(self, group: list[_Entry]) -> None:
-        if not group:
+    def _send_call(self, entries: list[_Entry]) -> None:
+        if not entries:
             return
-        by_id = {str(i): entry for i, entry in enumerate(group)}
+        by_id = {str(i): entry for i, entry in enumerate(entries)}
         try:
             sqs, url = self._client()
             with self._cond:
                 self.requests_made += 1
             SQS_REQUESTS.inc()
-            SQS_ENTRIES_PER_CALL.observe(len(group))
+            SQS_ENTRIES_PER_CALL.observe(len(entries))
             answer = sqs.send_message_batch(
                 QueueUrl=url,
                 Entries=[{"Id": entry_id, "MessageBody": entry.body} for entry_id, entry in by_id.items()],
             )
         except Exception as exc:  # botocore has already retried what it can
-            self._retry(group, f"{type(exc).__name__}: {exc}", backoff=True)
+            self._retry(entries, f"{type(exc).__name__}: {exc}", backoff=True)
             return
         for ok in answer.get("Successful", []):
-            by_id.pop(ok["Id"]).owner.entry_sent()
+            for owner in by_id.pop(ok["Id"]).owners:
+                owner.accepted()
         failed = {f["Id"]: f for f in answer.get("Failed", [])}
         for entry_id, entry in by_id.items():  # SQS answered 200 but did not take these
             reason = failed.get(entry_id, {})
             if reason.get("SenderFault"):  # sending the same bytes again cannot help
-                entry.owner.fail(f"SQS refused a message: {reason.get('Code')}")
+                entry.fail(f"SQS refused a message: {reason.get('Code')}")
             else:
                 self._retry([entry], f"SQS failed an entry: {reason.get('Code', 'missing')}")
 
@@ -200,8 +279,8 @@ class EventQueue:
         again = []
         for entry in entries:
             entry.attempts += 1
-            if entry.attempts >= self._attempts or time.monotonic() >= entry.owner.deadline:
-                entry.owner.fail(error)
+            if entry.attempts >= self._attempts or time.monotonic() >= min(o.deadline for o in entry.owners):
+                entry.fail(error)
             else:
                 again.append(entry)
         if not again:
@@ -210,5 +289,5 @@ class EventQueue:
         if backoff:  # SQS itself failed: give it a moment rather than hammering it
             time.sleep(min(1.0, 0.05 * 2 ** max(e.attempts for e in again)))
         with self._cond:
-            self._waiting.extendleft(reversed(again))
+            self._ready.extendleft(reversed(again))
             self._cond.notify()

@@ -98,7 +98,7 @@ class Drainer:
             return 0
         messages = [m for m, _ in decoded]
         with VisibilityExtender(self.sqs, self.queue_url, messages, self.visibility_timeout):
-            self._store([group for _, env in decoded for group in envelope.groups(env)])
+            self._store([group for _, groups in decoded for group in groups])
         (self._delete_behind.submit if self._delete_behind else self._delete)(messages)
         return len(messages)
 

@@ -20,7 +20,7 @@ EVENT = barchart_event(context=["eu"])
 
 
 def queued(stack, names) -> list[dict]:
-    """Every envelope on the test's events queue (received, not deleted: it is the test's own)."""
+    """The groups of every message on the test's events queue (received, not deleted)."""
     sqs = aws.client(stack.settings(CommonSettings, **names), "sqs")
     url = aws.queue_url(sqs, names["events_queue"])
     found = []
@@ -30,7 +30,7 @@ def queued(stack, names) -> list[dict]:
         ).get("Messages", [])
         if not got:
             return found
-        found += [envelope.decode(m["Body"]) for m in got]
+        found += [group for m in got for group in envelope.decode(m["Body"])]
 
 
 @pytest.fixture

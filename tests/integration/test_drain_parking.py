@@ -22,10 +22,11 @@ from tests.helpers import depth, drain_all, query, send, wait_for
 
 def pack(kind, app_id, events, batch=None, first_sequence=0) -> str:
     """One message, as any ingest version would write it (no validation on the way)."""
-    head = envelope.envelope_head(
-        kind, app_id, batch or str(uuid.uuid4()), first_sequence, int(time.time() * 1000)
-    )
-    return envelope.encode_body(head + ",".join(envelope.encode_events(events)) + "]}")
+    batch = batch or str(uuid.uuid4())
+    encoded = envelope.encode_events(events)
+    group = envelope.Group(kind, app_id, batch, first_sequence, int(time.time() * 1000), encoded)
+    [body] = envelope.pack_groups([group], 262_144)
+    return body
 
 
 def parked_rows(stack, app_id) -> list[tuple]:

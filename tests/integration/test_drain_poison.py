@@ -25,7 +25,7 @@ def count_events(stack, app_id):
 def test_poison_is_parked_in_the_dlq_and_good_messages_are_stored(stack, tenant, queues, sluice):
     drainer, dlq_url = queues
     app_id = tenant[0]
-    future = bodies("barchart", app_id, [BARCHART_EVENT])[0].replace('{"v":1,', '{"v":2,', 1)
+    future = bodies("barchart", app_id, [BARCHART_EVENT])[0].replace('{"v":2,', '{"v":3,', 1)
     pigeon = envelope.pack("carrier-pigeon", app_id, str(uuid.uuid4()), [{}], 0, 262_144)[0]
     send(drainer.sqs, drainer.queue_url, ["not an envelope", future, pigeon])
     send(drainer.sqs, drainer.queue_url, bodies("barchart", app_id, [BARCHART_EVENT] * 4))
@@ -40,7 +40,7 @@ def test_poison_is_parked_in_the_dlq_and_good_messages_are_stored(stack, tenant,
 
     listed = sluice("dlq", "list")["messages"]
     problems = sorted(m["problem"].split(":")[0] for m in listed)
-    assert problems == ["unknown envelope version 2", "unknown kind 'carrier-pigeon'", "unreadable body"]
+    assert problems == ["unknown envelope version 3", "unknown kind 'carrier-pigeon'", "unreadable body"]
     assert all(m["receive_count"] >= 2 for m in listed)
     assert depth(drainer.sqs, dlq_url)[0] == 3  # listing leaves them in the DLQ
 

@@ -97,9 +97,9 @@ def incompressible(n: int) -> str:
 def test_a_retry_after_a_503_with_some_messages_queued_stores_each_event_once(
     stack, names, provisioned, tenant, drainer
 ):
-    """SQS takes a request's first twelve messages and refuses the thirteenth (over the queue's
-    size limit): the producer gets a 503 with twelve messages already queued. After the cause is
-    gone, its retry with the same key is stored once, not twelve events twice."""
+    """SQS takes a request's first call of ten messages and refuses the next, whose last message is
+    over the queue's size limit: the producer gets a 503 with ten messages already queued. After
+    the cause is gone, its retry with the same key is stored once, not ten events twice."""
     app_id, api_key = tenant
     auth = (str(app_id), api_key)
     # Twelve events of one message each, then one whose message is over the queue's 1024 bytes.
@@ -115,7 +115,7 @@ def test_a_retry_after_a_503_with_some_messages_queued_stores_each_event_once(
 
     first = client.post("/events", json=events, auth=auth, headers=key("upload-2024-05-01"))
     assert first.status_code == 503 and first.headers["Retry-After"]
-    assert depth(sqs, provisioned["queue_url"])[0] == 12  # queued before SQS refused the last
+    assert depth(sqs, provisioned["queue_url"])[0] == 10  # queued before SQS refused the last
 
     sqs.set_queue_attributes(QueueUrl=provisioned["queue_url"], Attributes={"MaximumMessageSize": "262144"})
     retry = client.post("/events", json=events, auth=auth, headers=key("upload-2024-05-01"))

@@ -33,7 +33,8 @@ def test_lag_is_the_age_of_the_oldest_message_seen_and_zero_once_caught_up():
 def test_describe_names_the_problem_of_a_parked_message():
     body = envelope.pack("barchart", 7, "6f1c3a52-8d0e-4d7a-9a51-2b1f0c9e4d10", [{"x": 1}] * 2, 0, 262_144)[0]
     good = describe({"MessageId": "m1", "Body": body, "Attributes": {"ApproximateReceiveCount": "5"}})
-    assert (good["app_id"], good["kind"], good["events"], good["receive_count"]) == (7, "barchart", 2, 5)
+    [group] = good["groups"]
+    assert (group["app_id"], group["kind"], good["events"], good["receive_count"]) == (7, "barchart", 2, 5)
     assert "problem" not in good
     assert "unreadable" in describe({"MessageId": "m2", "Body": "{oops"})["problem"]
     odd = envelope.pack("carrier-pigeon", 7, "6f1c3a52-8d0e-4d7a-9a51-2b1f0c9e4d10", [{}], 0, 262_144)[0]

@@ -1,5 +1,8 @@
+import base64
+import gzip
 import json
 import os
+import uuid
 
 import pytest
 
@@ -25,9 +28,9 @@ def test_small_request_is_one_plain_message_that_round_trips():
     evs = events(3)
     bodies = envelope.pack("barchart", 7, BATCH, evs, 123, 262144)
     assert len(bodies) == 1 and bodies[0].startswith("{")
-    env = envelope.decode(bodies[0])
-    assert env["events"] == evs and env["app_id"] == 7 and env["first_sequence"] == 0
-    assert env["v"] == envelope.VERSION and env["received_ms"] == 123
+    [group] = envelope.decode(bodies[0])
+    assert group["events"] == evs and group["app_id"] == 7 and group["first_sequence"] == 0
+    assert json.loads(bodies[0])["v"] == envelope.VERSION == 2 and group["received_ms"] == 123
 
 
 def test_large_request_is_compressed_and_split_under_the_limit_in_order():
@@ -38,11 +41,11 @@ def test_large_request_is_compressed_and_split_under_the_limit_in_order():
     assert all(b.startswith(envelope.GZIP_PREFIX) for b in bodies)
     # Compression lets far fewer messages carry the request than its raw size would need.
     assert len(bodies) < raw_size / 65536 / 2
-    decoded = [envelope.decode(b) for b in bodies]
     rebuilt = []
-    for env in decoded:
-        assert env["first_sequence"] == len(rebuilt)
-        rebuilt += env["events"]
+    for body in bodies:
+        [group] = envelope.decode(body)
+        assert group["first_sequence"] == len(rebuilt)
+        rebuilt += group["events"]
     assert rebuilt == evs
 
 
@@ -62,6 +65,9 @@ def test_an_event_larger_than_a_message_is_refused():
         "gz:!!!",
         '{"v": 99, "kind": "barchart"}',
         '{"v": 1, "kind": "barchart", "app_id": "7"}',
+        '{"v": 2, "groups": []}',
+        '{"v": 2, "groups": [7]}',
+        '{"v": 2, "kind": "barchart"}',
         "[" * 5000 + "]" * 5000,
     ],
 )
@@ -73,12 +79,18 @@ def test_poison_bodies_are_refused(body):
 def test_text_sqs_refuses_travels_compressed_even_when_small():
     evs = [{"customer": "A", "product": "B", "type": "C", "timestamp": 1, "context": ["\uffff"]}]
     [body] = envelope.pack("barchart", 1, BATCH, evs, 0, 262144)
-    assert body.startswith(envelope.GZIP_PREFIX) and envelope.decode(body)["events"] == evs
+    assert body.startswith(envelope.GZIP_PREFIX) and envelope.decode(body)[0]["events"] == evs
 
 
-def body(**fields) -> str:
-    good = {"v": 1, "kind": "barchart", "app_id": 7, "batch": BATCH, "first_sequence": 0, "received_ms": 1}
-    return json.dumps({**good, "events": [{}, {}], **fields})
+GOOD = {"kind": "barchart", "app_id": 7, "batch": BATCH, "first_sequence": 0, "received_ms": 1}
+
+
+def body(version=2, **fields) -> str:
+    """A message of either version with one group of two events, with these fields changed."""
+    group = {**GOOD, "events": [{}, {}], **fields}
+    if version == 1:
+        return json.dumps({"v": 1, **group})
+    return json.dumps({"v": 2, "groups": [{**GOOD, "events": []}, group]})
 
 
 @pytest.mark.parametrize(
@@ -93,7 +105,51 @@ def body(**fields) -> str:
         ({"received_ms": 2**63}, "received_ms"),
     ],
 )
-def test_an_envelope_the_drain_could_not_even_file_away_is_refused(fields, problem):
-    assert envelope.decode(body())["events"] == [{}, {}]
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_envelope_the_drain_could_not_even_file_away_is_refused(fields, problem, version):
+    assert envelope.decode(body(version))[-1]["events"] == [{}, {}]
     with pytest.raises(envelope.EnvelopeError, match=problem):
-        envelope.decode(body(**fields))
+        envelope.decode(body(version, **fields))
+
+
+def test_a_version_1_message_is_read_as_one_group():
+    v1 = {"v": 1, **GOOD, "first_sequence": 5, "events": [{"a": 1}]}
+    assert envelope.decode(json.dumps(v1)) == [{**v1}]
+    compressed = envelope.GZIP_PREFIX + base64.b64encode(gzip.compress(json.dumps(v1).encode())).decode()
+    assert envelope.decode(compressed)[0]["events"] == [{"a": 1}]
+
+
+def group(kind, app_id, events, first_sequence=0):
+    batch = str(uuid.uuid4())
+    return envelope.Group(kind, app_id, batch, first_sequence, 9, envelope.encode_events(events))
+
+
+def test_groups_of_several_apps_and_kinds_share_a_message_and_keep_their_identity():
+    groups = [
+        group("barchart", 1, events(3)),
+        group("moesif", 2, [{"m": 1}]),
+        group("barchart", 3, events(1), first_sequence=4),
+    ]
+    [body] = envelope.pack_groups(groups, 262_144)
+    decoded = envelope.decode(body)
+    assert [(g["kind"], g["app_id"], g["batch"], g["first_sequence"]) for g in decoded] == [
+        (g.kind, g.app_id, g.batch, g.first_sequence) for g in groups
+    ]
+    assert [g["events"] for g in decoded] == [events(3), [{"m": 1}], events(1)]
+
+
+def test_a_group_cut_by_the_limit_continues_in_the_next_message_with_its_sequences():
+    groups = [group("barchart", 1, events(2)), group("barchart", 2, events(40, context_size=30))]
+    bodies = envelope.pack_groups(groups, 4096)
+    assert len(bodies) > 1 and all(len(b.encode()) <= 4096 for b in bodies)
+    seen = [
+        (g["app_id"], g["first_sequence"] + i, e)
+        for body in bodies
+        for g in envelope.decode(body)
+        for i, e in enumerate(g["events"])
+    ]
+    assert seen == [(1, i, e) for i, e in enumerate(events(2))] + [
+        (2, i, e) for i, e in enumerate(events(40, 30))
+    ]
+    # The cut group shows up again in the next message, starting where the previous one stopped.
+    assert envelope.decode(bodies[1])[0]["app_id"] == 2

@@ -1,13 +1,38 @@
 """The SQS sender against a fake SQS client: the one edge these tests stand in for."""
 
+import base64
+import json
+import os
 import threading
+import uuid
 
 import pytest
 
 from services.ingest.queue import EventQueue, QueueUnavailable
 from services.settings import IngestSettings
+from shared import envelope
 
 SETTINGS = IngestSettings(database_url="unused", sqs_send_deadline_seconds=5.0, sqs_senders=1)
+SMALL = IngestSettings(database_url="unused", sqs_send_deadline_seconds=5.0, message_max_bytes=1000)
+
+
+def request(name: str, events: int = 1, pad: int = 0) -> envelope.Group:
+    """A request's group; `pad` bytes of incompressible text per event."""
+    encoded = [
+        json.dumps({"r": name, "pad": base64.b64encode(os.urandom(pad * 3 // 4)).decode()}).encode()
+        for _ in range(events)
+    ]
+    return envelope.Group("barchart", 7, str(uuid.uuid4()), 0, 1, encoded)
+
+
+def sent(bodies: list[str]) -> list[tuple[str, int]]:
+    """(request name, sequence) of every event in these message bodies."""
+    return sorted(
+        (event["r"], group["first_sequence"] + i)
+        for body in bodies
+        for group in envelope.decode(body)
+        for i, event in enumerate(group["events"])
+    )
 
 
 class FakeSQS:
@@ -44,9 +69,9 @@ class FakeSQS:
 
 def test_entries_failed_inside_a_200_are_sent_again_until_accepted():
     sqs = FakeSQS(fail_first=3)
-    EventQueue(SETTINGS, client=sqs).send([f"body-{i}" for i in range(5)])
-    assert sorted(sqs.accepted) == [f"body-{i}" for i in range(5)]  # each exactly once
-    assert len(sqs.calls) == 2 and sqs.calls[1] == 3
+    EventQueue(SMALL, client=sqs).send(request("a", events=5, pad=600))  # one event per message
+    assert sent(sqs.accepted) == [("a", i) for i in range(5)]  # each exactly once
+    assert sqs.calls == [5, 3]
 
 
 @pytest.mark.parametrize(
@@ -56,29 +81,37 @@ def test_entries_failed_inside_a_200_are_sent_again_until_accepted():
 )
 def test_entries_sqs_will_not_take_raise_queue_unavailable(sqs):
     with pytest.raises(QueueUnavailable):
-        EventQueue(SETTINGS, client=sqs).send(["a", "b"])
+        EventQueue(SMALL, client=sqs).send(request("a", events=2, pad=600))
     assert len(sqs.calls) <= 4  # bounded retries, not a loop
 
 
-def test_concurrent_requests_share_send_message_batch_calls():
+def test_concurrent_requests_share_messages_and_calls():
     gate = threading.Event()
     sqs = FakeSQS(gate=gate)
     queue = EventQueue(SETTINGS, client=sqs)
-    threads = [threading.Thread(target=queue.send, args=([f"r{i}"],)) for i in range(25)]
+    threads = [threading.Thread(target=queue.send, args=(request(f"r{i}"),)) for i in range(25)]
     for t in threads:
         t.start()
-    gate.set()  # SQS answers only once all 25 requests wait: they go out 10 to a call
+    # The first call waits on the gate; the other requests pile up behind it, then share a message.
+    gate.set()
     for t in threads:
         t.join(10)
-    assert sorted(sqs.accepted) == sorted(f"r{i}" for i in range(25))
-    assert len(sqs.calls) <= 4 and max(sqs.calls) == 10
+    assert sent(sqs.accepted) == sorted((f"r{i}", 0) for i in range(25))
+    assert len(sqs.accepted) < 25
 
 
-def test_a_call_never_exceeds_the_request_size_limit():
+def test_a_request_larger_than_a_message_spans_several_in_order():
     sqs = FakeSQS()
-    settings = IngestSettings(database_url="unused", message_max_bytes=1000, sqs_senders=1)
-    EventQueue(settings, client=sqs).send(["x" * 400] * 5)
-    assert sqs.calls == [2, 2, 1]
+    EventQueue(SMALL, client=sqs).send(request("big", events=7, pad=300))
+    assert all(len(body.encode()) <= 1000 for body in sqs.accepted)
+    assert len(sqs.accepted) > 1 and sent(sqs.accepted) == [("big", i) for i in range(7)]
+
+
+def test_neither_a_message_nor_a_call_exceeds_its_limit():
+    sqs = FakeSQS()
+    settings = IngestSettings(database_url="unused", message_max_bytes=300_000, sqs_senders=1)
+    EventQueue(settings, client=sqs).send(request("a", events=3, pad=120_000))
+    assert sqs.calls == [1, 1]  # two events fill a message, and the third would overflow the call
 
 
 LINGERING = IngestSettings(
@@ -90,7 +123,7 @@ def test_a_lone_request_is_sent_at_once_whatever_the_linger():
     sqs = FakeSQS()
     queue = EventQueue(LINGERING, client=sqs)
     queue.expect()
-    queue.send(["alone"])  # raises QueueUnavailable if it lingered
+    queue.send(request("alone"))  # raises QueueUnavailable if it lingered
     queue.done()
     assert sqs.calls == [1]
 
@@ -100,8 +133,8 @@ def test_a_request_waits_for_one_still_being_read_to_share_the_call():
     queue = EventQueue(LINGERING, client=sqs)
     queue.expect()
     queue.expect()  # two requests in progress: the first to send waits for the other
-    first = threading.Thread(target=queue.send, args=(["first"],))
+    first = threading.Thread(target=queue.send, args=(request("first"),))
     first.start()
-    queue.send(["second"])
+    queue.send(request("second"))
     first.join(5)
-    assert sqs.calls == [2] and sorted(sqs.accepted) == ["first", "second"]
+    assert sqs.calls == [1] and sent(sqs.accepted) == [("first", 0), ("second", 0)]  # one message
