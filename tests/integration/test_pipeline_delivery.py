@@ -306,6 +306,25 @@ def test_noop_and_stdout_connectors_move_the_cursor(db, tenant, control, make_ru
     assert [e["type"] for e in lines] == ["T0", "T1"]
 
 
+def test_reading_a_batch_of_a_large_backlog_touches_one_batch_of_rows(db, tenant):
+    for _ in range(10):
+        store_events(db, tenant[0], 2_000)
+
+    with db.connection() as conn:
+        # Statistics that lag a backfill's inserts, or costs tuned for another disk, can make a
+        # bitmap scan of the whole backlog look cheaper than walking the index; make it look so.
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL random_page_cost = 1000")
+        batch = delivery.read_batch(conn, "events", tenant[0], delivery.ORIGIN, 100)
+        with conn.cursor() as cur:  # what this transaction read, as Postgres counts it
+            cur.execute(
+                "SELECT idx_tup_fetch + seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'events'"
+            )
+            [(touched,)] = cur.fetchall()
+    assert len(batch.docs) == 100
+    assert touched <= 200, f"{touched} rows read for a batch of 100: the backlog is read for every batch"
+
+
 def test_a_runner_keeps_drivers_only_for_the_pipelines_it_delivers(
     db, tenant, control, receiver, make_runner
 ):
