@@ -142,50 +142,29 @@ def claim(conn, owner: str, lease_seconds: float, limit: int) -> list[Pipeline]:
         return [Pipeline(*r) for r in cur.fetchall()]
 
 
-def held(conn, pipeline: Pipeline, owner: str) -> tuple[str, tuple[str, int]] | None:
-    """(label, saved position) while `owner` holds the lease of this generation of a running
-    pipeline; None once it lost the lease, or the pipeline was paused, stopped, reset or deleted.
+def take_turn(
+    conn, pipeline: Pipeline, owner: str, lease_seconds: float
+) -> tuple[str, tuple[str, int]] | None:
+    """Renew the lease of this generation of a running pipeline and return (label, saved position);
+    None once `owner` lost the lease, or the pipeline was paused, stopped, reset or deleted.
 
     The position is read here, under the lease, rather than kept by the runner: only the lease
-    holder moves it, so this is where the last holder left off.
+    holder moves it, so this is where the last holder left off. The row stays locked until the
+    transaction (which reads the batch) commits, so the position cannot move in between.
     """
     with conn.cursor() as cur:
+        cur.execute(_NO_FLUSH)
         cur.execute(
-            """SELECT label, cursor_xid::text, cursor_id FROM pipelines
+            """UPDATE pipelines SET lease_expires = now() + %s * interval '1 second'
                        WHERE id = %s AND generation = %s AND lease_owner = %s
-                         AND label IN ('INIT', 'READY')""",
-            (pipeline.id, pipeline.generation, owner),
+                         AND label IN ('INIT', 'READY')
+                       RETURNING label, cursor_xid::text, cursor_id""",
+            (lease_seconds, pipeline.id, pipeline.generation, owner),
         )
         row = cur.fetchone()
     if row is None:
         return None
     return row[0], ((row[1], row[2]) if row[2] is not None else ORIGIN)
-
-
-def renew(conn, pipeline: Pipeline, owner: str, position: tuple[str, int], lease_seconds: float) -> bool:
-    """Extend the lease before a send; False (send nothing) if it is no longer this owner's.
-
-    Also checks the position is still the one the batch was read from, so a lease lost and taken
-    back in between cannot send a batch twice.
-    """
-    with conn.cursor() as cur:
-        cur.execute(_NO_FLUSH)
-        cur.execute(
-            """
-            UPDATE pipelines SET lease_expires = now() + %(lease)s * interval '1 second'
-            WHERE id = %(pipeline)s AND generation = %(generation)s AND lease_owner = %(owner)s
-              AND label IN ('INIT', 'READY')
-              AND coalesce(cursor_xid, '0'::xid8) = %(xid)s::xid8 AND coalesce(cursor_id, 0) = %(id)s""",
-            {
-                "lease": lease_seconds,
-                "pipeline": pipeline.id,
-                "generation": pipeline.generation,
-                "owner": owner,
-                "xid": position[0],
-                "id": position[1],
-            },
-        )
-        return cur.rowcount == 1
 
 
 def save_position(conn, pipeline: Pipeline, owner: str, batch: Batch, lease_seconds: float) -> str | None:

@@ -15,9 +15,9 @@ them all.
 A runner wakes on NOTIFY (rows stored, a pipeline started), when a sender stops with more to do,
 and at least every poll interval.
 
-One runner per pipeline: before each send the sender renews the lease and checks it still holds it
-(delivery.renew); the send's deadline counts from before that renewal and is at most half the
-lease (WorkerSettings), so no batch is on its way once the lease could have gone to another.
+One runner per pipeline: before reading each batch the sender renews the lease and checks it still
+holds it (delivery.take_turn); the send's deadline counts from before that renewal and is at most
+half the lease (WorkerSettings), so no batch is on its way once the lease could have gone to another.
 """
 
 import logging
@@ -208,10 +208,10 @@ class Runner:
             # Counted from before the lease is renewed: the send ends while the lease surely holds.
             deadline = time.monotonic() + self.settings.pipeline_deadline_seconds
             with self._db.connection() as conn:
-                held = delivery.held(conn, pipeline, self.owner)
-                if held is None:
+                turn = delivery.take_turn(conn, pipeline, self.owner, lease)
+                if turn is None:
                     return False  # paused, stopped, reset, deleted, or taken over
-                label, position = held
+                label, position = turn
                 batch = delivery.read_batch(conn, pipeline.module, pipeline.app_id, position, limit)
                 LAG.observe(pipeline.id, pipeline.driver, batch.age if batch else None)
                 if batch is None:
@@ -220,8 +220,6 @@ class Runner:
                     return False
                 if len(batch.docs) < limit and batch.age < driver.flush_interval:
                     return False  # wait for a fuller batch; the poll brings us back
-                if not delivery.renew(conn, pipeline, self.owner, position, lease):
-                    return False
             try:
                 driver.send(batch.docs, batch.first, deadline)
             except Exception as exc:  # whatever the destination did, the batch is retried

@@ -348,7 +348,7 @@ def test_a_batch_in_flight_across_a_reset_does_not_save_its_position(db, tenant,
     pid = control.pipeline_to("http", {"url": receiver.url})
     with db.connection() as conn:
         [pipeline] = [p for p in delivery.claim(conn, "me", 30, 1000) if p.id == pid]
-        _, position = delivery.held(conn, pipeline, "me")
+        _, position = delivery.take_turn(conn, pipeline, "me", 30)
         batch = delivery.read_batch(conn, "events", tenant[0], position, 10)
     control.act(pid, "reset")  # while the batch is on its way
     with db.connection() as conn:
