@@ -199,27 +199,24 @@ class Runner:
         return more
 
     def deliver(self, pipeline: delivery.Pipeline) -> bool:
-        """Send batches until caught up, failed, no longer ours or out of time; True if more is waiting."""
+        """Send batches until caught up, failed, no longer ours or out of time; True if more is waiting.
+
+        After the first, a batch costs one transaction besides its send: saving the position
+        renews the lease, and the next batch is read in the same transaction.
+        """
         driver = self._driver(pipeline)
         limit = min(self.settings.pipeline_batch_size, driver.max_items or self.settings.pipeline_batch_size)
         lease = self.settings.pipeline_lease_seconds
         slice_end = time.monotonic() + SLICE_SECONDS
-        while time.monotonic() < slice_end:
-            # Counted from before the lease is renewed: the send ends while the lease surely holds.
-            deadline = time.monotonic() + self.settings.pipeline_deadline_seconds
-            with self._db.connection() as conn:
-                turn = delivery.take_turn(conn, pipeline, self.owner, lease)
-                if turn is None:
-                    return False  # paused, stopped, reset, deleted, or taken over
-                label, position = turn
-                batch = delivery.read_batch(conn, pipeline.module, pipeline.app_id, position, limit)
-                LAG.observe(pipeline.id, pipeline.driver, batch.age if batch else None)
-                if batch is None:
-                    if label == "INIT":
-                        delivery.mark_ready(conn, pipeline, self.owner)
-                    return False
-                if len(batch.docs) < limit and batch.age < driver.flush_interval:
-                    return False  # wait for a fuller batch; the poll brings us back
+        # Counted from before the lease is renewed: the send ends while the lease surely holds.
+        deadline = time.monotonic() + self.settings.pipeline_deadline_seconds
+        with self._db.connection() as conn:
+            turn = delivery.take_turn(conn, pipeline, self.owner, lease)
+            if turn is None:
+                return False  # paused, stopped, reset, deleted, or taken over
+            label, position = turn
+            batch = self._next_batch(conn, pipeline, driver, label, position, limit)
+        while batch is not None:
             try:
                 driver.send(batch.docs, batch.first, deadline)
             except Exception as exc:  # whatever the destination did, the batch is retried
@@ -234,12 +231,29 @@ class Runner:
                         conn, pipeline, self.owner, error, self.settings.pipeline_retry_max_seconds
                     )
                 return False
+            deadline = time.monotonic() + self.settings.pipeline_deadline_seconds
             with self._db.connection() as conn:
                 label = delivery.save_position(conn, pipeline, self.owner, batch, lease)
-            DELIVERED.labels(pipeline.driver).inc(len(batch.docs))
-            if label not in ("INIT", "READY"):
-                return False  # paused, stopped, reset, deleted, or taken over
-        return True
+                DELIVERED.labels(pipeline.driver).inc(len(batch.docs))
+                if label not in ("INIT", "READY"):
+                    return False  # paused, stopped, reset, deleted, or taken over
+                if time.monotonic() >= slice_end:
+                    return True
+                batch = self._next_batch(conn, pipeline, driver, label, batch.last, limit)
+        return False
+
+    def _next_batch(self, conn, pipeline: delivery.Pipeline, driver, label: str, position, limit: int):
+        """The batch to send after `position`; None when caught up (INIT becomes READY) or when a
+        short batch should wait for more events (its driver's flush interval)."""
+        batch = delivery.read_batch(conn, pipeline.module, pipeline.app_id, position, limit)
+        LAG.observe(pipeline.id, pipeline.driver, batch.age if batch else None)
+        if batch is None:
+            if label == "INIT":
+                delivery.mark_ready(conn, pipeline, self.owner)
+            return None
+        if len(batch.docs) < limit and batch.age < driver.flush_interval:
+            return None  # the poll brings us back
+        return batch
 
     @contextmanager
     def transaction(self):
