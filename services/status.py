@@ -155,6 +155,9 @@ _OLDEST_UNDELIVERED = """
 def pipelines(conn, apps: list[int] | None = None) -> list[dict]:
     """Every pipeline with its state and delivery lag: the age of its oldest undelivered row."""
     with conn.cursor() as cur:
+        # As the runners' reads do (read_batch in services/worker/delivery.py): walk the index to
+        # each pipeline's next row, never let lagging statistics fetch and sort a whole backlog.
+        cur.execute("SET LOCAL enable_sort = off")
         cur.execute(
             f"""SELECT p.id::text, p.app_id, p.module, p.label, c.driver, p.delivered, p.failures,
                        p.last_error,
@@ -166,6 +169,8 @@ def pipelines(conn, apps: list[int] | None = None) -> list[dict]:
                 ORDER BY p.app_id, p.seq""",
             {"apps": apps},
         )
+        rows = cur.fetchall()
+        cur.execute("RESET enable_sort")  # the caller's next queries plan as usual
         return [
             {
                 "id": pipeline_id,
@@ -178,7 +183,7 @@ def pipelines(conn, apps: list[int] | None = None) -> list[dict]:
                 "last_error": last_error,
                 "lag_seconds": max(0.0, lag) if lag is not None else 0.0,
             }
-            for pipeline_id, app_id, module, label, driver, delivered, failures, last_error, lag in cur
+            for pipeline_id, app_id, module, label, driver, delivered, failures, last_error, lag in rows
         ]
 
 
