@@ -200,7 +200,7 @@ def cmd_dlq_replay(args):
 
 def cmd_dlq_drop(args):
     with closing(_connect()) as conn:
-        result = parking.drop(conn, [int(i) for i in args.id])
+        result = parking.drop(conn, args.id)
     missing = f"\nnot parked: {' '.join(map(str, result['not_found']))}" if result["not_found"] else ""
     emit(args, result, f"dropped {len(result['dropped'])} parked events{missing}")
 
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=None, help="move at most this many SQS messages")
     p = command(dlq_group, "drop", cmd_dlq_drop, "delete parked events for good")
-    p.add_argument("--id", action="append", required=True, help="a parked event id (repeatable)")
+    p.add_argument("--id", action="append", type=int, required=True, help="a parked event id (repeatable)")
 
     p = command(groups, "status", cmd_status, "is Sluice healthy? exit code 1 when something needs attention")
     p.add_argument("--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
