@@ -94,10 +94,13 @@ def encode_body(raw: bytes) -> str:
 
     JSON that SQS refuses in a body (U+FFFE, U+FFFF) is always sent compressed: base64 is safe.
     """
-    sqs_safe = all(raw.find(unsafe) < 0 for unsafe in _SQS_UNSAFE)  # find() is a fast C scan
+    # isascii() is a flag check, far faster than find(), which is left for text that is not ASCII.
+    sqs_safe = raw.isascii() or all(raw.find(unsafe) < 0 for unsafe in _SQS_UNSAFE)
     if len(raw) < COMPRESS_FROM_BYTES and sqs_safe:
         return raw.decode()
-    packed = GZIP_PREFIX + base64.b64encode(gzip.compress(raw, compresslevel=6)).decode("ascii")
+    # Level 1: on events it is 2.5x faster than the default and makes bodies a quarter larger,
+    # which still fit: how many requests a process serves at once, not bytes, fills a message.
+    packed = GZIP_PREFIX + base64.b64encode(gzip.compress(raw, compresslevel=1)).decode("ascii")
     return packed if len(packed) < len(raw) or not sqs_safe else raw.decode()
 
 
@@ -154,20 +157,32 @@ def pack_message(groups: Sequence[Group], max_bytes: int) -> tuple[str, int]:
         else:
             continue
         break
+    if count < available:
+        # Compressed, more fits. Try all that waits, up to what gzip's best ratio on events (1/20)
+        # could bring under the limit: most often that is everything, in one compression.
+        most = min(available, count * 20)
+        raw = _raw_message(groups, most)
+        body = encode_body(raw)
+        if len(body.encode()) <= max_bytes:
+            return body, most
+        return _search(groups, count, most, len(body) / len(raw), max_bytes)
     body = encode_body(_raw_message(groups, count))
-    if len(body.encode()) > max_bytes:
+    if len(body.encode()) > max_bytes:  # text SQS refuses, compressed, may not fit
         raise EnvelopeError(f"an event alone is larger than the message limit of {max_bytes} bytes")
-    if count == available or not body.startswith(GZIP_PREFIX):
-        return body, count
-    # It compresses: try as much as the observed ratio says fits (often all that waits, in one
-    # go), and only when that overflows, search between the two for the most that fits.
-    ratio = len(body) / size
-    lo, hi = count, min(available, int(count / max(ratio, 0.05)))
-    candidate = encode_body(_raw_message(groups, hi))
+    return body, count
+
+
+def _search(groups: Sequence[Group], fits: int, overflows: int, ratio: float, max_bytes: int):
+    """(body, count) for the most events between `fits` (uncompressed) and `overflows` that fit
+    compressed: first as many as the observed ratio says fit, and a search only when that overflows."""
+    best = (encode_body(_raw_message(groups, fits)), fits)
+    if len(best[0].encode()) > max_bytes:
+        raise EnvelopeError(f"an event alone is larger than the message limit of {max_bytes} bytes")
+    guess = max(fits, min(overflows - 1, int(fits / max(ratio, 0.05))))
+    candidate = encode_body(_raw_message(groups, guess))
     if len(candidate.encode()) <= max_bytes:
-        return candidate, hi
-    best = (body, count)
-    hi -= 1
+        return candidate, guess
+    lo, hi = fits, guess - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
         candidate = encode_body(_raw_message(groups, mid))
