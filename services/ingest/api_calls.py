@@ -57,7 +57,7 @@ _SECURITY = [{"moesifApplicationId": []}]
 def post_event():
     app_id = authenticate()
     event = validated(validate_moesif_event, read_json(settings().moesif_max_body_bytes), "INVALID_EVENT")
-    return accepted(enqueue(EventKind.MOESIF.value, app_id, [event]), 1)
+    return accepted(enqueue(EventKind.MOESIF.value, app_id, [event]).batch, 1)
 
 
 @bp.post("/moesifapi/events/batch")
@@ -77,7 +77,7 @@ def post_batch():
     events = validated(validate_moesif_events, read_json(settings().moesif_max_body_bytes), "INVALID_EVENT")
     if not events:
         raise ApiError(400, "INVALID_EVENT", "body: at least one event is required.")
-    return accepted(enqueue(EventKind.MOESIF.value, app_id, events), len(events))
+    return accepted(enqueue(EventKind.MOESIF.value, app_id, events).batch, len(events))
 
 
 @bp.get("/moesifapi/v1/config")

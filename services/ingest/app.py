@@ -4,7 +4,6 @@ import hashlib
 import os
 import tempfile
 
-import orjson
 from flask import Flask
 
 from services.database import Database
@@ -12,22 +11,12 @@ from services.ingest import api_calls, events
 from services.ingest.keys import KeyCache
 from services.ingest.queue import EventQueue
 from services.settings import IngestSettings
-from services.web import SafeJSONProvider, install_common, trust_proxies
+from services.web import install_common, trust_proxies
 
 DESCRIPTION = (
     "Producers post events here: Barchart events at /events, Moesif API calls at /moesifapi/events "
     "and /v1/events. A 200 means SQS holds every event of the request."
 )
-
-
-class FastAnswers(SafeJSONProvider):
-    """Answers are written by orjson: an EventFull array is most of a request's JSON work."""
-
-    def dumps(self, obj, **kwargs):
-        try:
-            return orjson.dumps(obj).decode()
-        except TypeError:  # what orjson does not write (an integer beyond 64 bits): as Flask would
-            return super().dumps(obj, **kwargs)
 
 
 def default_snapshot_path(settings: IngestSettings) -> str:
@@ -49,6 +38,5 @@ def create_app(settings: IngestSettings | None = None) -> Flask:
     app.register_blueprint(events.bp)
     app.register_blueprint(api_calls.bp)
     install_common(app, "ingest", {"sqs": queue.ping}, "Sluice ingest API", DESCRIPTION, {})
-    app.json = FastAnswers(app)
     trust_proxies(app, settings.trusted_proxy_hops)  # for its access log: ingest reads no address
     return app

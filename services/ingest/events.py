@@ -1,6 +1,6 @@
 """POST /events: the Barchart producer contract (reference 000), answered in Barchart's error shape."""
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, request
 
 from services.api_errors import ApiError, use_shape, validated
 from services.ingest.intake import IDEMPOTENCY_HEADER, app_for_key, enqueue, receiving
@@ -13,7 +13,7 @@ from shared.schemas.events import (
     EventFullSchema,
     EventSchema,
     EventsEnvelopeSchema,
-    event_full,
+    event_full_array,
     validate_events,
 )
 
@@ -64,5 +64,5 @@ def post_events():
     events = validated(validate_events, body, "INVALID_EVENT")
     if not events:
         raise ApiError(400, "INVALID_EVENT", "body: at least one event is required.")
-    batch = enqueue(EventKind.BARCHART.value, app_id, events)
-    return jsonify([event_full(e, batch, i) for i, e in enumerate(events)])
+    queued = enqueue(EventKind.BARCHART.value, app_id, events)
+    return Response(event_full_array(queued.events, queued.batch), mimetype="application/json")

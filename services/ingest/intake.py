@@ -56,8 +56,9 @@ def app_for_key(key: str) -> int | None:
         raise unavailable("Cannot check credentials right now; retry.", 5) from None
 
 
-def enqueue(kind: str, app_id: int, events: list) -> str:
-    """Put the events on SQS, in messages shared with concurrent requests; return the batch id.
+def enqueue(kind: str, app_id: int, events: list) -> envelope.Group:
+    """Put the events on SQS, in messages shared with concurrent requests; return them as queued
+    (the batch id, and each event's JSON).
 
     Returns only once SQS has accepted every message holding them: that is what a 200 promises.
     """
@@ -81,7 +82,7 @@ def enqueue(kind: str, app_id: int, events: list) -> str:
     except QueueUnavailable:
         raise unavailable("The queue did not accept the events; retry.", 2) from None
     EVENTS_ACCEPTED.labels(kind).inc(len(events))
-    return batch
+    return group
 
 
 def batch_id(app_id: int) -> str:

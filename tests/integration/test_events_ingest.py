@@ -30,12 +30,29 @@ def test_accepted_events_are_answered_as_eventfull_and_queued(stack, names, inge
     )
     assert resp.status_code == 200, resp.json
     body = resp.json
-    assert [e["sequence"] for e in body] == [0, 1]
-    assert body[0]["batch"] == body[1]["batch"] and body[1]["type"] == "OTHER"
-    assert {k: body[0][k] for k in EVENT} == EVENT
+    batch = body[0]["batch"]
+    assert body == [
+        {**EVENT, "batch": batch, "sequence": 0},
+        {**EVENT, "type": "OTHER", "batch": batch, "sequence": 1},
+    ]
     [env] = queued_envelopes(stack, names)
-    assert env["app_id"] == app_id and env["batch"] == body[0]["batch"]
+    assert env["app_id"] == app_id and env["batch"] == batch
     assert env["events"] == [EVENT, {**EVENT, "type": "OTHER"}]
+
+
+def test_the_answer_gives_back_each_event_exactly_as_sent(ingest, tenant):
+    client, _ = ingest
+    app_id, key = tenant
+    tricky = {
+        **EVENT,
+        "customer": 'Zürich "quoted" \\ \u2028 ✓',
+        "context": ["", "日本", "\t"],
+        "timestamp": 2**63 - 1,
+    }
+    resp = client.post("/events", json=[tricky, EVENT], auth=(str(app_id), key))
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    batch = resp.json[0]["batch"]
+    assert resp.json == [{**tricky, "batch": batch, "sequence": 0}, {**EVENT, "batch": batch, "sequence": 1}]
 
 
 def test_a_bare_array_and_a_gzip_body_are_accepted(ingest, tenant):
