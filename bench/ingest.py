@@ -222,7 +222,7 @@ def main(argv: list[str]) -> int:
             "Authorization": "Basic " + b64encode(f"{app_id}:{key}".encode()).decode(),
         }
         slices = [min(args.slice, args.requests - s) for s in range(0, args.requests, args.slice)]
-        bodies = {size: make_bodies(50, size) for size in sizes}
+        bodies = {size: make_bodies(50, size) for size in {*sizes, 1}}  # 1: the lone producer
         print(
             f"{args.requests} requests per round, {args.concurrency} connections, gunicorn {args.workers} "
             f"workers x {args.threads} threads (gthread), {os.cpu_count()} cores",
