@@ -9,7 +9,8 @@ shipped defaults, then:
      transaction per batch) at a steady rate; the time from each commit to the events' arrival at
      a local HTTP receiver is measured. Floor, same run: commit -> NOTIFY received by a listener,
      plus one bare POST of the same size to the same receiver.
-  2. backfill: N stored events delivered from scratch by a new pipeline (batches of 500 over http).
+  2. backfill (three times): N stored events delivered from scratch by a new pipeline (batches of
+     500 over http).
      Floor: the same events read with one query and POSTed in the same batches by a bare loop.
   3. isolation: P READY pipelines of P apps under the same steady load, first alone, then with
      another app's pipeline whose destination takes the request and never answers (held until the
@@ -294,7 +295,7 @@ def print_latency(db, url, app_id, receiver, args) -> None:
 
 
 def print_backfill(db, url, org, receiver, args) -> None:
-    """Three backfills (each a new app's events), interleaved with their floors."""
+    """`--repeat` backfills, each of a new app's events and each with its own floor."""
     runs = []
     for i in range(args.repeat):
         with db.connection() as conn:
