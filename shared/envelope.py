@@ -40,6 +40,7 @@ import base64
 import gzip
 import json
 import uuid
+import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -89,19 +90,24 @@ def encode_events(events: list) -> list[bytes]:
     return [encode_event(e) for e in events]
 
 
+def sqs_safe(raw: bytes) -> bool:
+    """Whether SQS takes this JSON in a body as it is (no U+FFFE, U+FFFF)."""
+    # isascii() is a flag check, far faster than find(), which is left for text that is not ASCII.
+    return raw.isascii() or all(raw.find(unsafe) < 0 for unsafe in _SQS_UNSAFE)
+
+
 def encode_body(raw: bytes) -> str:
     """Return the SQS body for an envelope's JSON, compressed when that is smaller.
 
     JSON that SQS refuses in a body (U+FFFE, U+FFFF) is always sent compressed: base64 is safe.
     """
-    # isascii() is a flag check, far faster than find(), which is left for text that is not ASCII.
-    sqs_safe = raw.isascii() or all(raw.find(unsafe) < 0 for unsafe in _SQS_UNSAFE)
-    if len(raw) < COMPRESS_FROM_BYTES and sqs_safe:
+    safe = sqs_safe(raw)
+    if len(raw) < COMPRESS_FROM_BYTES and safe:
         return raw.decode()
     # Level 1: on events it is 2.5x faster than the default and makes bodies a quarter larger,
     # which still fit: how many requests a process serves at once, not bytes, fills a message.
     packed = GZIP_PREFIX + base64.b64encode(gzip.compress(raw, compresslevel=1)).decode("ascii")
-    return packed if len(packed) < len(raw) or not sqs_safe else raw.decode()
+    return packed if len(packed) < len(raw) or not safe else raw.decode()
 
 
 def _group_head(group: Group, first_sequence: int) -> bytes:
@@ -118,9 +124,19 @@ def _group_head(group: Group, first_sequence: int) -> bytes:
 
 
 # The most a message adds around one event: with the longest values every head field can have.
-OVERHEAD_BYTES = len(_MESSAGE_HEAD + _MESSAGE_TAIL + _GROUP_TAIL) + len(
-    _group_head(Group("barchart", 2**63 - 1, str(uuid.UUID(int=0)), 0, 2**63 - 1, ()), 2**31 - 1)
-)
+_LONGEST = Group("barchart", 2**63 - 1, str(uuid.UUID(int=0)), 2**31 - 1, 2**63 - 1, ())
+OVERHEAD_BYTES = len(_MESSAGE_HEAD + _MESSAGE_TAIL + _GROUP_TAIL) + len(_group_head(_LONGEST, 2**31 - 1))
+
+
+def fits_alone(event: bytes, max_bytes: int) -> bool:
+    """Whether a message of max_bytes can hold this event alone, whatever its group's head. Only
+    text SQS refuses can fail this once the event is within max_bytes - OVERHEAD_BYTES: that text
+    travels compressed, and may not compress enough."""
+    try:
+        pack_message([_LONGEST._replace(events=[event])], max_bytes)
+    except EnvelopeError:
+        return False
+    return True
 
 
 def _raw_message(groups: Sequence[Group], count: int) -> bytes:
@@ -157,40 +173,66 @@ def pack_message(groups: Sequence[Group], max_bytes: int) -> tuple[str, int]:
         else:
             continue
         break
-    if count < available:
-        # Compressed, more fits. Try all that waits, up to what gzip's best ratio on events (1/20)
-        # could bring under the limit: most often that is everything, in one compression.
-        most = min(available, count * 20)
-        raw = _raw_message(groups, most)
-        body = encode_body(raw)
+    if count == available:
+        body = encode_body(_raw_message(groups, count))
         if len(body.encode()) <= max_bytes:
-            return body, most
-        return _search(groups, count, most, len(body) / len(raw), max_bytes)
-    body = encode_body(_raw_message(groups, count))
-    if len(body.encode()) > max_bytes:  # text SQS refuses, compressed, may not fit
+            return body, count
+    # More waits than fits as it is, or text SQS refuses must go compressed: as many as fit so.
+    body, packed = _pack_compressed(groups, max_bytes)
+    if packed < count:  # it compresses badly: what fits as it is, if SQS takes it as it is
+        raw = _raw_message(groups, count)
+        if len(raw) <= max_bytes and sqs_safe(raw):
+            return raw.decode(), count
+    if not packed:
         raise EnvelopeError(f"an event alone is larger than the message limit of {max_bytes} bytes")
-    return body, count
+    return body, packed
 
 
-def _search(groups: Sequence[Group], fits: int, overflows: int, ratio: float, max_bytes: int):
-    """(body, count) for the most events between `fits` (uncompressed) and `overflows` that fit
-    compressed: first as many as the observed ratio says fit, and a search only when that overflows."""
-    best = (encode_body(_raw_message(groups, fits)), fits)
-    if len(best[0].encode()) > max_bytes:
-        raise EnvelopeError(f"an event alone is larger than the message limit of {max_bytes} bytes")
-    guess = max(fits, min(overflows - 1, int(fits / max(ratio, 0.05))))
-    candidate = encode_body(_raw_message(groups, guess))
-    if len(candidate.encode()) <= max_bytes:
-        return candidate, guess
-    lo, hi = fits, guess - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        candidate = encode_body(_raw_message(groups, mid))
-        if len(candidate.encode()) <= max_bytes:
-            best, lo = (candidate, mid), mid
-        else:
-            hi = mid - 1
-    return best
+# Raw bytes between size checks while compressing: each check (a sync flush) costs a few bytes.
+_CHECK_EVERY = 32 * 1024
+# What finishing a message may add after the last check: its closing brackets and gzip's end.
+_FINISH_BYTES = 64
+
+
+def _pack_compressed(groups: Sequence[Group], max_bytes: int) -> tuple[str, int]:
+    """(body, count): the most events, in order, whose gzip+base64 body fits max_bytes; ("", 0)
+    when not even the first does. One pass compresses events as they come and checks the size
+    every _CHECK_EVERY raw bytes; only when a check overflows is the message up to the previous
+    check compressed again, so the work stays within about two messages' worth."""
+    budget = (max_bytes - len(GZIP_PREFIX)) // 4 * 3 - _FINISH_BYTES  # gzip bytes that fit, base64'd
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1, as encode_body; 31: gzip format
+    out: list[bytes] = []
+    pending, produced, fitted, count, unchecked = [_MESSAGE_HEAD], 0, 0, 0, 0
+
+    def check() -> bool:  # compress what is pending; does all so far still fit?
+        nonlocal produced, pending
+        out.append(compressor.compress(b"".join(pending)) + compressor.flush(zlib.Z_SYNC_FLUSH))
+        produced, pending = produced + len(out[-1]), []
+        return produced <= budget
+
+    for group in groups:
+        if not group.events:
+            continue
+        pending.append((_GROUP_TAIL + b"," if count else b"") + _group_head(group, group.first_sequence))
+        for i, event in enumerate(group.events):
+            pending.append(b"," + event if i else event)
+            count, unchecked = count + 1, unchecked + len(event) + 1
+            if count > 1 and unchecked < _CHECK_EVERY:
+                continue
+            if not check():
+                return _compressed_body(groups, fitted), fitted
+            fitted, unchecked = count, 0
+    if count > fitted and not check():
+        return _compressed_body(groups, fitted), fitted
+    out.append(compressor.compress(_GROUP_TAIL + _MESSAGE_TAIL) + compressor.flush())
+    return GZIP_PREFIX + base64.b64encode(b"".join(out)).decode("ascii"), count
+
+
+def _compressed_body(groups: Sequence[Group], count: int) -> str:
+    if not count:
+        return ""
+    raw = _raw_message(groups, count)
+    return GZIP_PREFIX + base64.b64encode(gzip.compress(raw, compresslevel=1)).decode("ascii")
 
 
 def remaining(groups: Sequence[Group], count: int) -> list[Group]:

@@ -74,6 +74,13 @@ def enqueue(kind: str, app_id: int, events: list) -> envelope.Group:
             raise ApiError(400, "INVALID_EVENT", f"[{index}]: text is not valid Unicode.") from None
         if len(text) > limit:
             raise ApiError(413, "PAYLOAD_TOO_LARGE", f"[{index}]: event is {len(text)} bytes, over {limit}.")
+        if not envelope.sqs_safe(text) and not envelope.fits_alone(text, settings().message_max_bytes):
+            raise ApiError(
+                413,
+                "PAYLOAD_TOO_LARGE",
+                f"[{index}]: event holds U+FFFE or U+FFFF, so it travels compressed, and compressed "
+                f"it is over the message limit of {settings().message_max_bytes} bytes.",
+            )
         encoded.append(text)
     batch = batch_id(app_id)
     group = envelope.Group(kind, app_id, batch, 0, int(time.time() * 1000), encoded)

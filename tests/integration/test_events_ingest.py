@@ -1,13 +1,16 @@
 """POST /events through the real app against real Postgres (keys) and moto server (SQS)."""
 
+import base64
 import gzip
 import json
+import os
 
 import pytest
 from prometheus_client import REGISTRY
 
 from services.ingest.app import create_app
 from services.settings import IngestSettings
+from shared import envelope
 from tests.factories import barchart_event
 from tests.helpers import queued_envelopes
 
@@ -172,6 +175,21 @@ def test_the_largest_values_storage_keeps_are_accepted(stack, names, ingest, ten
     resp = client.post("/events", json=[edge], auth=(str(tenant[0]), tenant[1]))
     assert resp.status_code == 200, resp.json
     assert queued_envelopes(stack, names)[0]["events"] == [edge]
+
+
+def test_an_event_that_travels_compressed_and_does_not_fit_a_message_gets_413(
+    stack, names, provisioned, tenant
+):
+    # U+FFFE only travels compressed, and random text does not compress: this event is within
+    # the limits as it is, but compressed and base64'd it is over the message limit.
+    settings = stack.settings(IngestSettings, **names, message_max_bytes=65_536, max_event_bytes=65_536)
+    client = create_app(settings).test_client()
+    text = base64.b64encode(os.urandom(65_536)).decode()[: 65_536 - envelope.OVERHEAD_BYTES - 200]
+    event = {**EVENT, "context": ["\ufffe" + text]}
+    resp = client.post("/events", json=[EVENT, event], auth=(str(tenant[0]), tenant[1]))
+    assert resp.status_code == 413, resp.json
+    assert resp.json[0]["value"]["message"].startswith("[1]: event holds U+FFFE or U+FFFF")
+    assert queued_envelopes(stack, names) == []
 
 
 def test_each_request_is_timed_by_endpoint_in_the_latency_histogram(ingest, tenant):

@@ -82,6 +82,35 @@ def test_text_sqs_refuses_travels_compressed_even_when_small():
     assert body.startswith(envelope.GZIP_PREFIX) and envelope.decode(body)[0]["events"] == evs
 
 
+def random_text(n: int) -> str:
+    """Text gzip cannot shrink by more than base64 then adds back."""
+    return base64.b64encode(os.urandom(n)).decode()[:n]
+
+
+def test_text_that_compresses_badly_holds_back_no_other_request():
+    # Another app's event, then events of random text, one holding U+FFFE (which only travels
+    # compressed): every event is packed, no message is over the limit, and nothing is refused.
+    small = envelope.Group("barchart", 1, BATCH, 0, 1, envelope.encode_events(events(1)))
+    noisy = [{"text": random_text(300) + ("\ufffe" if i == 3 else "")} for i in range(1000)]
+    groups = [small, envelope.Group("barchart", 2, str(uuid.uuid4()), 0, 1, envelope.encode_events(noisy))]
+    for limit in (262_144, 65_536, 40_000):
+        bodies = envelope.pack_groups(groups, limit)
+        assert all(len(b.encode()) <= limit for b in bodies)
+        decoded = [g for b in bodies for g in envelope.decode(b)]
+        assert [e for g in decoded if g["app_id"] == 2 for e in g["events"]] == noisy
+        assert [e for g in decoded if g["app_id"] == 1 for e in g["events"]] == events(1)
+
+
+def test_an_event_holding_text_sqs_refuses_fits_alone_only_if_it_compresses_under_the_limit():
+    # Within the event limit as it is, but compressed and base64'd over the message limit.
+    size = 65_536 - envelope.OVERHEAD_BYTES - 100
+    random = envelope.encode_event({"text": "\ufffe" + random_text(size)})
+    repetitive = envelope.encode_event({"text": "\ufffe" + "a" * size})
+    assert not envelope.fits_alone(random, 65_536)
+    assert envelope.fits_alone(repetitive, 65_536)
+    assert envelope.fits_alone(random, 262_144)
+
+
 GOOD = {"kind": "barchart", "app_id": 7, "batch": BATCH, "first_sequence": 0, "received_ms": 1}
 
 
