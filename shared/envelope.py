@@ -309,8 +309,8 @@ def _checked(group) -> dict:
             raise EnvelopeError(f"envelope field {key!r} missing or not {kind.__name__}")
     if group["kind"] not in _KINDS:
         raise EnvelopeError(f"unknown kind {group['kind']!r}")
-    try:
-        uuid.UUID(group["batch"])
+    try:  # in the form Postgres reads (uuid.UUID also takes "urn:uuid:...", "{...}")
+        group["batch"] = str(uuid.UUID(group["batch"]))
     except ValueError:
         raise EnvelopeError(f"batch {group['batch'][:40]!r} is not a UUID") from None
     last_sequence = group["first_sequence"] + max(len(group["events"]), 1) - 1

@@ -141,6 +141,12 @@ def test_an_envelope_the_drain_could_not_even_file_away_is_refused(fields, probl
         envelope.decode(body(version, **fields))
 
 
+def test_a_batch_id_is_read_in_the_form_postgres_takes():
+    for written in (f"urn:uuid:{BATCH}", "{" + BATCH.upper() + "}", BATCH.replace("-", "")):
+        [_, group] = envelope.decode(body(batch=written))
+        assert group["batch"] == BATCH
+
+
 def test_a_version_1_message_is_read_as_one_group():
     v1 = {"v": 1, **GOOD, "first_sequence": 5, "events": [{"a": 1}]}
     assert envelope.decode(json.dumps(v1)) == [{**v1}]
