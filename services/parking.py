@@ -112,10 +112,15 @@ _COLUMNS = "id, app_id, kind, batch::text, sequence, received_ms, reason, parked
 def listing(conn, limit: int) -> tuple[int, list[dict]]:
     """(how many are parked, the oldest `limit` of them without their events)."""
     with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute("SELECT count(*) AS n FROM parked_events")
-        total = cur.fetchone()["n"]
         cur.execute(f"SELECT {_COLUMNS} FROM parked_events ORDER BY id LIMIT %s", (limit,))
-        return total, [_plain(row) for row in cur.fetchall()]
+        return count(conn), [_plain(row) for row in cur.fetchall()]
+
+
+def count(conn) -> int:
+    """How many events are parked, of every app."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM parked_events")
+        return cur.fetchone()[0]
 
 
 def exported(conn, ids: list[int] | None = None) -> Iterator[dict]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from services import aws, fleet
+from services import aws, fleet, parking
 
 DEFAULT_MAX_LAG_SECONDS = 120.0  # as the SluiceDrainLagging alert
 KINDS = ("report", "export")
@@ -213,6 +213,7 @@ def collect(settings, sqs, max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS) -> 
         try:
             with conn:
                 status["drain"] = fleet.live(conn)
+                status["parked_events"] = parking.count(conn)
                 status["stored_per_second"] = stored_per_second(conn)
                 status["render_jobs"] = render_jobs(conn)
                 status["pipelines"] = pipelines_by_state(pipelines(conn))
@@ -233,6 +234,8 @@ def attention(status: dict, max_lag_seconds: float) -> list[str]:
     if dlq and dlq["visible"] + dlq["in_flight"]:
         parked = dlq["visible"] + dlq["in_flight"]
         found.append(f"the dead-letter queue holds {parked} messages (sluice dlq list)")
+    if status.get("parked_events"):
+        found.append(f"events parked: {status['parked_events']} (sluice dlq list)")
     drain = status.get("drain")
     if drain and not drain["workers"]:
         found.append("no live worker: nothing drains the events queue")
@@ -253,6 +256,8 @@ def text(status: dict) -> str:
         q, d = status["events"], status["dlq"]
         line("events queue", f"{q['visible']} waiting, {q['in_flight']} in flight")
         line("dead letters", str(d["visible"] + d["in_flight"]))
+    if "parked_events" in status:
+        line("parked events", str(status["parked_events"]))
     if "drain" in status:
         drain = status["drain"]
         lag = "-" if drain["drain_lag_seconds"] is None else f"{drain['drain_lag_seconds']:.1f} s"

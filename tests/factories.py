@@ -173,3 +173,13 @@ def insert_many_events(db, app_id, count: int) -> None:
                FROM generate_series(0, %s - 1) g""",
             (app_id, str(uuid.uuid4()), count),
         )
+
+
+def insert_parked_event(db, app_id) -> None:
+    """A Barchart event the drain parked, as if Postgres had refused it."""
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO parked_events (app_id, kind, batch, sequence, received_ms, event, reason)
+               VALUES (%s, 'barchart', %s, 0, 0, '{}', 'refused by the database')""",
+            (app_id, str(uuid.uuid4())),
+        )

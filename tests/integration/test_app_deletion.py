@@ -12,7 +12,7 @@ import pytest
 from services import aws, render_jobs, tenancy
 from services.settings import WorkerSettings
 from services.worker import app_purge, render
-from tests.factories import MOESIF_CALL, insert_events, insert_many_events, person
+from tests.factories import MOESIF_CALL, insert_events, insert_many_events, insert_parked_event, person
 from tests.helpers import client_for, control_app, log_in, query
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
@@ -55,15 +55,6 @@ def insert_api_call(db, app_id):
                 json.dumps(MOESIF_CALL["request"]),
                 json.dumps(MOESIF_CALL["response"]),
             ),
-        )
-
-
-def insert_parked_event(db, app_id):
-    with db.connection() as conn, conn.cursor() as cur:
-        cur.execute(
-            """INSERT INTO parked_events (app_id, kind, batch, sequence, received_ms, event, reason)
-               VALUES (%s, 'barchart', %s, 0, 0, '{}', 'refused by the database')""",
-            (app_id, str(uuid.uuid4())),
         )
 
 

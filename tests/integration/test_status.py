@@ -14,7 +14,7 @@ import pytest
 
 from services import fleet, render_jobs, status
 from services.control import pipeline_rows
-from tests.factories import insert_events, insert_many_events, make_tenant
+from tests.factories import insert_events, insert_many_events, insert_parked_event, make_tenant
 from tests.helpers import wait_for
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
@@ -78,6 +78,23 @@ def test_a_live_worker_and_empty_queues_are_healthy_until_its_drain_lags(env, db
     finally:
         with db.connection() as conn:
             fleet.leave(conn, "status-test:1")
+
+
+def test_parked_events_need_attention(env, db, no_live_worker):
+    with db.connection() as conn:
+        fleet.beat(conn, "status-test:2", 3, None)
+        conn.cursor().execute("DELETE FROM parked_events")
+    try:
+        assert sluice_status(env, "--json").returncode == 0
+        insert_parked_event(db, make_tenant(db)[0])
+        done = sluice_status(env, "--json")
+        assert done.returncode == 1 and json.loads(done.stdout)["parked_events"] == 1
+        assert json.loads(done.stdout)["attention"] == ["events parked: 1 (sluice dlq list)"]
+        assert "parked events   1" in sluice_status(env).stdout
+    finally:
+        with db.connection() as conn:
+            fleet.leave(conn, "status-test:2")
+            conn.cursor().execute("DELETE FROM parked_events")
 
 
 def test_unreachable_postgres_is_reported_not_a_traceback(env):
