@@ -174,7 +174,7 @@ def cmd_dlq_export(args):
 
 def cmd_dlq_replay(args):
     sqs, dlq_url, queue_url = _queues()
-    message_ids = None if not args.id else {i for i in args.id if not i.isdigit()}
+    message_ids = None if not args.id else {i for i in args.id if not _is_parked_id(i)}
     parked_ids = _parked_ids(args.id)
     moved = {"replayed": [], "not_deleted": 0, "not_found": []}
     if message_ids is None or message_ids:
@@ -207,7 +207,19 @@ def cmd_dlq_drop(args):
 
 def _parked_ids(ids: list[str] | None) -> list[int] | None:
     """The parked event ids among --id values (they are numbers; SQS message ids never are)."""
-    return None if not ids else [int(i) for i in ids if i.isdigit()]
+    return None if not ids else [int(i) for i in ids if _is_parked_id(i)]
+
+
+def _is_parked_id(value: str) -> bool:
+    return value.isascii() and value.isdigit()  # isdigit() alone takes "²", which int() does not
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds, for argparse (a usage error otherwise)."""
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
 
 
 def _one_line(text: str) -> str:
@@ -309,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(groups, "status", cmd_status, "is Sluice healthy? exit code 1 when something needs attention")
     p.add_argument("--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
+    p.add_argument("--interval", type=_seconds, default=2.0, help="seconds between refreshes (--watch)")
     p.add_argument(
         "--max-lag",
         type=float,
@@ -336,6 +348,9 @@ def main(argv=None) -> int:
         return 1
     except (BotoCoreError, ClientError) as exc:  # e.g. the queues were never provisioned
         print(f"sluice: AWS error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. --output in a directory that does not exist
+        print(f"sluice: {exc}", file=sys.stderr)
         return 1
     return code or 0
 

@@ -69,3 +69,18 @@ def test_unknown_org_is_a_clear_error_not_a_traceback(stack):
         timeout=60,
     )
     assert done.returncode != 0 and "no organization named" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bad_arguments_are_clear_errors_not_tracebacks(stack, tmp_path):
+    def run(*args):
+        return subprocess.run([SLUICE, *args], env=stack.env(), capture_output=True, text=True, timeout=60)
+
+    unwritable = run("dlq", "export", "--output", str(tmp_path / "no-such-dir" / "parked.jsonl"))
+    assert unwritable.returncode == 1 and "No such file or directory" in unwritable.stderr
+    for interval in ("0", "-1", "soon"):
+        bad = run("status", "--watch", "--interval", interval)
+        assert bad.returncode == 2 and "--interval" in bad.stderr
+    not_a_parked_id = run("dlq", "export", "--id", "\u00b2")  # a digit to isdigit(), not to int()
+    assert not_a_parked_id.returncode == 0 and not_a_parked_id.stdout == ""
+    for done in (unwritable, bad, not_a_parked_id):
+        assert "Traceback" not in done.stderr
