@@ -4,6 +4,7 @@ of long commands on a terminal."""
 import json
 import os
 import pty
+import select
 import signal
 import subprocess
 import sys
@@ -142,6 +143,8 @@ def terminal_run(cmd, env, stream: str, until: str, count: int = 1):
 
     def read() -> bool:
         nonlocal seen
+        if not select.select([leader], [], [], 0.1)[0]:
+            return False  # nothing shown yet: a blocking read would outlast the deadline
         try:
             seen += os.read(leader, 65536)
         except OSError:  # the process closed the terminal

@@ -11,6 +11,7 @@ import pytest
 from services.ingest.queue import EventQueue, QueueUnavailable
 from services.settings import IngestSettings
 from shared import envelope
+from tests.helpers import wait_for
 
 SETTINGS = IngestSettings(database_url="unused", sqs_send_deadline_seconds=5.0, sqs_senders=1)
 SMALL = IngestSettings(database_url="unused", sqs_send_deadline_seconds=5.0, message_max_bytes=1000)
@@ -93,6 +94,7 @@ def test_concurrent_requests_share_messages_and_calls():
     for t in threads:
         t.start()
     # The first call waits on the gate; the other requests pile up behind it, then share a message.
+    wait_for(lambda: queue.waiting() >= 2, 10, "requests waiting behind the first call")
     gate.set()
     for t in threads:
         t.join(10)
