@@ -129,8 +129,9 @@ def floor_copy(database_url: str, bodies: list[str], threads: int) -> float:
 
 
 def floor_sqs(settings, url: str, total: int, threads: int) -> float:
-    """Seconds for a bare receive + delete loop to empty the preloaded queue."""
-    done = {"n": 0}
+    """Seconds for a bare receive + delete loop to empty the preloaded queue (until the last
+    delete, not until every thread's last long poll has ended)."""
+    done = {"n": 0, "at": 0.0}
     lock = threading.Lock()
 
     def loop():
@@ -151,8 +152,11 @@ def floor_sqs(settings, url: str, total: int, threads: int) -> float:
                 )
                 with lock:
                     done["n"] += len(messages)
+                    done["at"] = time.perf_counter()
 
-    return timed_threads(threads, loop)
+    started = time.perf_counter()
+    timed_threads(threads, loop)
+    return done["at"] - started
 
 
 def _drain_process(settings, ready, gate, stop) -> None:

@@ -83,7 +83,11 @@ def gunicorn(app: str, env: dict, log: Path) -> tuple[subprocess.Popen, int]:
         except OSError:
             return False
 
-    devstack.wait_until(healthy, 60, app, proc)
+    try:
+        devstack.wait_until(healthy, 60, app, proc)
+    except BaseException:  # failed or interrupted: it has its own session, so stop it here
+        devstack.stop(proc)
+        raise
     return proc, port
 
 
@@ -232,12 +236,11 @@ def main(argv: list[str]) -> int:
 
         # Both servers run side by side and their slices alternate, so that load from elsewhere on
         # this shared machine hits the floor and the ingest API alike.
-        servers = {
-            "bare": gunicorn("bench._bare_flask:create_app()", env, root / "bare.log"),
-            "ingest": gunicorn("services.ingest.app:create_app()", env, root / "ingest.log"),
-        }
-        ingest_port = servers["ingest"][1]
+        servers: dict[str, tuple[subprocess.Popen, int]] = {}
         try:
+            servers["bare"] = gunicorn("bench._bare_flask:create_app()", env, root / "bare.log")
+            servers["ingest"] = gunicorn("services.ingest.app:create_app()", env, root / "ingest.log")
+            ingest_port = servers["ingest"][1]
             bare, ingest = {}, {}
             for size in sizes:
                 for _, port in servers.values():
