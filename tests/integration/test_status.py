@@ -33,6 +33,13 @@ def no_live_worker(db):
         cur.execute("UPDATE worker_heartbeats SET seen_at = now() - interval '1 hour'")
 
 
+@pytest.fixture
+def nothing_parked(db):
+    """Events earlier tests parked on purpose are no concern here."""
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM parked_events")
+
+
 def sluice_status(env, *args) -> subprocess.CompletedProcess:
     return run(SLUICE, "status", *args, env=env)
 
@@ -60,7 +67,9 @@ def test_parked_messages_and_no_live_worker_need_attention(env, provisioned, no_
     assert "dead letters    1" in shown.stdout
 
 
-def test_a_live_worker_and_empty_queues_are_healthy_until_its_drain_lags(env, db, no_live_worker):
+def test_a_live_worker_and_empty_queues_are_healthy_until_its_drain_lags(
+    env, db, no_live_worker, nothing_parked
+):
     with db.connection() as conn:
         fleet.beat(conn, "status-test:1", 3, None)
     try:
@@ -81,10 +90,9 @@ def test_a_live_worker_and_empty_queues_are_healthy_until_its_drain_lags(env, db
             fleet.leave(conn, "status-test:1")
 
 
-def test_parked_events_need_attention(env, db, no_live_worker):
+def test_parked_events_need_attention(env, db, no_live_worker, nothing_parked):
     with db.connection() as conn:
         fleet.beat(conn, "status-test:2", 3, None)
-        conn.cursor().execute("DELETE FROM parked_events")
     try:
         assert sluice_status(env, "--json").returncode == 0
         insert_parked_event(db, make_tenant(db)[0])
@@ -95,7 +103,6 @@ def test_parked_events_need_attention(env, db, no_live_worker):
     finally:
         with db.connection() as conn:
             fleet.leave(conn, "status-test:2")
-            conn.cursor().execute("DELETE FROM parked_events")
 
 
 def test_unreachable_postgres_is_reported_not_a_traceback(env):
